@@ -1,0 +1,123 @@
+"""The store: a per-document update log plus snapshots, behind one small interface.
+
+A document is its log: every accepted update, in order, each with a per-document
+``seq`` (1, 2, 3, ...), the time it arrived and who sent it. A snapshot is the
+full encoded state of a document *exactly* as of one seq; loading is the latest
+snapshot plus the entries after it. Order is always by seq, never by timestamp:
+timestamps are for people.
+
+Implementations: :mod:`collab.store.sql` (SQLite and PostgreSQL through
+SQLAlchemy's asyncio extension) and :mod:`collab.store.memory` (tests). Every
+method may raise :class:`~collab.errors.StoreError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An accepted update on its way into the log."""
+
+    doc: str
+    update: bytes
+    at: float  # seconds since the epoch, when the server accepted it
+    client: str  # the connection that sent it
+    user: str | None = None  # the authenticated user, once auth exists
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """An update in the log (after retention merged a range, ``client``/``user`` list every author, comma-separated)."""
+
+    seq: int
+    update: bytes
+    at: float
+    client: str
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A document's full state as of (and including) log entry ``seq``."""
+
+    seq: int
+    state: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a room needs to rebuild a document: a snapshot and the entries after it."""
+
+    snapshot: Snapshot | None
+    entries: list[LogEntry] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int:
+        if self.entries:
+            return self.entries[-1].seq
+        return self.snapshot.seq if self.snapshot else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    name: str
+    created_at: float
+    updated_at: float
+    last_seq: int
+
+
+class Store(Protocol):
+    """Where documents live when they are not in memory, and their history."""
+
+    async def open(self) -> None:
+        """Connect and create (or migrate) the schema. Call once before anything else."""
+
+    async def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    async def append(
+        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+    ) -> list[int]:
+        """Append ``entries`` in one transaction; return the seq given to each, in order.
+
+        ``snapshots`` maps a document name to its full state *including* every
+        entry for that document in this batch; it is stored in the same
+        transaction with the seq of that document's last entry here (or its
+        current last seq when the batch has none for it), so a snapshot and the
+        log it covers never disagree. When this returns, everything is durable;
+        when it raises ``StoreError``, nothing was written.
+        """
+        ...
+
+    async def load(self, doc: str) -> Loaded:
+        """The latest snapshot of ``doc`` and the entries after it (empty for a new document)."""
+        ...
+
+    async def documents(self) -> list[DocumentInfo]:
+        """Every document, by name."""
+        ...
+
+    async def document(self, doc: str) -> DocumentInfo | None:
+        """One document's summary, or ``None`` if the store has no entry for it."""
+        ...
+
+    async def entries(self, doc: str, after: int = 0, upto: int | None = None) -> list[LogEntry]:
+        """Log entries with ``after < seq <= upto``, in seq order."""
+        ...
+
+    async def snapshot_before(self, doc: str, seq: int) -> Snapshot | None:
+        """The latest snapshot whose seq is ``<= seq``, to rebuild an old version fast."""
+        ...
+
+    async def replace_range(self, doc: str, first: int, last: int, merged: LogEntry) -> None:
+        """Replace entries ``first..last`` with one entry (retention). ``merged.seq == last``."""
+        ...
+
+    async def delete(self, doc: str) -> bool:
+        """Remove a document, its log and its snapshots. ``False`` if it did not exist."""
+        ...
