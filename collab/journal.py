@@ -192,6 +192,7 @@ class Journal:
         self._work = asyncio.Event()  # something is queued or requested
         self._full = asyncio.Event()  # commit_max_updates reached, or stopping
         self._stopping = False
+        self._hurried = False  # a flush is waiting: skip the gathering window once
         self._stop = asyncio.Event()  # set once, when leaving the context
         self._task: asyncio.Task[None] | None = None
         #: Transactions committed (successful ``Store.append`` calls), for observability.
@@ -275,6 +276,7 @@ class Journal:
         if self._failure is not None:
             raise StoreError(f"the store is failing: {self._failure.reason}") from self._failure
         self._check_running()
+        self._hurry()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((ticket, future))
         await future
@@ -286,7 +288,13 @@ class Journal:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._snapshot_requests.setdefault(log, []).append(future)
         self._work.set()
+        self._hurry()
         await future
+
+    def _hurry(self) -> None:
+        """Someone awaits durability: commit what is queued without waiting for more."""
+        self._hurried = True
+        self._full.set()
 
     def _detach(self, log: DocumentLog) -> None:
         if self._logs.get(log.doc) is log:
@@ -329,7 +337,7 @@ class Journal:
 
     async def _gather(self) -> None:
         """Give more entries ``commit_interval`` to arrive, unless the batch is already full."""
-        if self._stopping or len(self._queue) >= self.config.commit_max_updates:
+        if self._stopping or self._hurried or len(self._queue) >= self.config.commit_max_updates:
             return
         self._full.clear()
         try:
@@ -342,6 +350,7 @@ class Journal:
         """Everything queued now, plus the snapshots due, captured at this same instant."""
         count = len(self._queue)
         now = time.monotonic()
+        self._hurried = False
         requests, self._snapshot_requests = self._snapshot_requests, {}
         snapshots: dict[str, bytes] = {}
         marks: dict[DocumentLog, int] = {}
