@@ -214,6 +214,8 @@ class Client:
                 self._changed.set()
                 return
             finally:
+                if self._acked < self._sent:
+                    self._dirty = True  # unacknowledged edits ride in the next step 2
                 self._ws = None
                 self._synced = False
                 self._awareness = AwarenessTable(AWARENESS_TIMEOUT)
