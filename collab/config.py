@@ -39,7 +39,7 @@ class Config:
     port: int = 8000
     #: Largest frame accepted. Admits a 2 MiB paste and the first sync of a 50 MB document.
     max_message_size: int = 128 * MiB
-    #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops the peer.
+    #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops it.
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     #: How long a closing handshake may take before the TCP connection is cut. A dead

@@ -39,8 +39,7 @@ from collab.journal import Journal
 from collab.names import valid_name
 from collab.protocol import Saved, Update
 from collab.rooms import Rooms
-from collab.store import Store
-from collab.store import store_from_url
+from collab.store import Store, store_from_url
 
 log = logging.getLogger("collab.server")
 
@@ -172,9 +171,7 @@ class Server:
                 if peer.closing is not None:
                     raise peer.closing
         except CollabError as exc:
-            log.warning(
-                "closing %s on %r: %s (%d)", peer.id, name, exc.reason, exc.close_code
-            )
+            log.warning("closing %s on %r: %s (%d)", peer.id, name, exc.reason, exc.close_code)
             await ws.close(exc.close_code, exc.reason)
         except ConnectionClosed as exc:
             if peer.closing is not None:

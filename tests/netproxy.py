@@ -63,9 +63,7 @@ class NetProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, field: str
-    ) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, field: str) -> None:
         try:
             while data := await src.read(65536):
                 if not self.up:

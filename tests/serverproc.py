@@ -32,9 +32,22 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--db", self.db_url],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "collab",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    self.db_url,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         async with asyncio.timeout(20):
             while True:

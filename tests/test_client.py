@@ -19,9 +19,10 @@ async def test_reconnect_after_a_cut_resyncs_only_the_missing_edits(server: Serv
     big = "".join(f"line {i:05d} of the shared document\n" for i in range(5000))  # ~170 KB
     async with net_proxy(server.port) as proxy:
         far = f"ws://127.0.0.1:{proxy.port}/roaming"
-        async with connect(far, backoff_initial=0.05, backoff_max=0.2) as a, connect(
-            doc_url(server, "roaming")
-        ) as b:
+        async with (
+            connect(far, backoff_initial=0.05, backoff_max=0.2) as a,
+            connect(doc_url(server, "roaming")) as b,
+        ):
             await a.wait_synced()
             await b.wait_synced()
             a.doc.get("text", type=Text).insert(0, big)

@@ -6,6 +6,7 @@ import asyncio
 import random
 from pathlib import Path
 
+import pytest
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -19,8 +20,6 @@ from tests.conftest import eventually
 from tests.serverproc import server_process
 from tests.store_fixtures import store_url
 from tests.test_journal import _refuse_inserts
-
-import pytest
 
 
 def text_of(doc: Doc) -> str:
@@ -71,9 +70,10 @@ async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
     name = f"{prefix}-crash"
     async with server_process(db, tmp_path / "server.log") as proc:
         url = proc.url(name)
-        async with connect(url, saved_acks=True, backoff_max=0.3) as a, connect(
-            url, saved_acks=True, backoff_max=0.3
-        ) as b:
+        async with (
+            connect(url, saved_acks=True, backoff_max=0.3) as a,
+            connect(url, saved_acks=True, backoff_max=0.3) as b,
+        ):
             await a.wait_synced()
             await b.wait_synced()
             ta, tb = a.doc.get("text", type=Text), b.doc.get("text", type=Text)
@@ -102,10 +102,10 @@ async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
                     assert text_of(fresh.doc).count(f"<b{i}>") == 1
                 # The old editors reconnect and resync what the crash took.
                 await fresh.wait_for(
-                    lambda: all(
-                        text_of(fresh.doc).count(f"<a{i}>") == 1 for i in range(23)
-                    )
-                    and all(text_of(fresh.doc).count(f"<b{i}>") == 1 for i in range(20)),
+                    lambda: (
+                        all(text_of(fresh.doc).count(f"<a{i}>") == 1 for i in range(23))
+                        and all(text_of(fresh.doc).count(f"<b{i}>") == 1 for i in range(20))
+                    ),
                     timeout=20,
                 )
             await a.wait_saved(timeout=20)
@@ -157,9 +157,10 @@ async def test_idle_documents_leave_memory_and_come_back_identical(tmp_path: Pat
         semaphore = asyncio.Semaphore(25)
 
         async def touch(i: int) -> None:
-            async with semaphore, connect(
-                f"ws://127.0.0.1:{server.port}/doc-{i}", saved_acks=True
-            ) as client:
+            async with (
+                semaphore,
+                connect(f"ws://127.0.0.1:{server.port}/doc-{i}", saved_acks=True) as client,
+            ):
                 await client.wait_synced()
                 client.doc.get("text", type=Text).insert(0, f"document {i} ✓")
                 await client.wait_saved()
