@@ -25,7 +25,9 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from collab.config import Config
 from collab.http import HttpResponse
+from collab.names import valid_name
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -42,8 +44,7 @@ CONTENT_TYPES = {
 _PAGES = {"home": "index.html", "editor": "editor.html", "history": "history.html"}
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)")
 _DOC_PATH = re.compile(r"/d/([^/]+)(/history)?/?")
-#: Fallback when collab.names is absent; the server validates again at the handshake.
-_DOC_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_DEFAULTS = Config()
 
 _NO_CACHE = "no-cache"
 _IMMUTABLE = "public, max-age=31536000, immutable"
@@ -86,12 +87,12 @@ _NAME_RULE = (
 
 
 def valid_doc_name(name: str) -> bool:
-    """Whether ``name`` may name a document (the server's own rule, if it has one)."""
-    try:
-        from collab.names import valid_name  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _DOC_NAME.fullmatch(name) is not None and name not in (".", "..")
-    return bool(valid_name(name))
+    """Whether ``name`` may name a document, by the server's rule (:mod:`collab.names`).
+
+    Pages see no Config, so the default length bound applies here; the server checks
+    again, with the configured bound, when the editor's WebSocket connects.
+    """
+    return valid_name(name, _DEFAULTS)
 
 
 def _page(kind: str, doc: str | None) -> HttpResponse:
@@ -118,7 +119,9 @@ def _error_page(status: int, title: str, detail: str) -> HttpResponse:
         f'<p class="hint">{html.escape(detail)}</p><p><a href="/">All documents</a></p>'
         "</div></main></body></html>"
     )
-    return HttpResponse(status, body.encode("utf-8"), "text/html; charset=utf-8", dict(_HTML_HEADERS))
+    return HttpResponse(
+        status, body.encode("utf-8"), "text/html; charset=utf-8", dict(_HTML_HEADERS)
+    )
 
 
 def _static(name: str, version: str | None) -> HttpResponse:

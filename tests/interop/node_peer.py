@@ -85,8 +85,10 @@ class NodePeer:
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         ident = next(self._ids)
         proc.stdin.write(json.dumps({"id": ident, "cmd": cmd, **args}).encode() + b"\n")
-        await proc.stdin.drain()
-        line = await proc.stdout.readline()
+        # Node's own waits time out first; this bound only catches a wedged process.
+        async with asyncio.timeout(float(args.get("timeout", 5000)) / 1000 + 10):
+            await proc.stdin.drain()
+            line = await proc.stdout.readline()
         if not line:
             raise ConnectionError(f"node peer exited (code {proc.returncode}) during {cmd!r}")
         reply: dict[str, Any] = json.loads(line)
@@ -95,8 +97,8 @@ class NodePeer:
             raise NodePeerError(f"{cmd}: {reply['error']}")
         return reply
 
-    async def wait_synced(self, timeout: float = 5.0) -> None:
-        await self.request("wait_synced", timeout=timeout * 1000)
+    async def wait_synced(self, seconds: float = 5.0) -> None:
+        await self.request("wait_synced", timeout=seconds * 1000)
 
     async def insert(self, index: int, text: str) -> None:
         await self.request("insert", index=index, text=text)
@@ -107,11 +109,11 @@ class NodePeer:
     async def text(self) -> str:
         return str((await self.request("text"))["text"])
 
-    async def wait_text(self, text: str, timeout: float = 5.0) -> str:
-        return str((await self.request("wait_text", text=text, timeout=timeout * 1000))["text"])
+    async def wait_text(self, text: str, seconds: float = 5.0) -> str:
+        return str((await self.request("wait_text", text=text, timeout=seconds * 1000))["text"])
 
-    async def wait_contains(self, part: str, timeout: float = 5.0) -> str:
-        reply = await self.request("wait_text", contains=part, timeout=timeout * 1000)
+    async def wait_contains(self, part: str, seconds: float = 5.0) -> str:
+        reply = await self.request("wait_text", contains=part, timeout=seconds * 1000)
         return str(reply["text"])
 
     async def set_awareness(self, state: dict[str, Any] | None) -> None:
@@ -122,7 +124,7 @@ class NodePeer:
         reply = await self.request("awareness")
         return int(reply["self"]), {int(k): v for k, v in reply["states"].items()}
 
-    async def wait_awareness(self, key: str, value: Any, timeout: float = 5.0) -> dict[int, Any]:
+    async def wait_awareness(self, key: str, value: Any, seconds: float = 5.0) -> dict[int, Any]:
         """Wait until another client's awareness state has ``state[key] == value``."""
-        reply = await self.request("wait_awareness", key=key, value=value, timeout=timeout * 1000)
+        reply = await self.request("wait_awareness", key=key, value=value, timeout=seconds * 1000)
         return {int(k): v for k, v in reply["states"].items()}
