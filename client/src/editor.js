@@ -8,7 +8,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { TextareaBinding } from './binding.js'
-import { loadName, others, saveName, setUser } from './presence.js'
+import { colorFor, loadName, others, saveName, setUser } from './presence.js'
 
 /** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
 export function defaultServerUrl (loc = window.location) {
@@ -26,6 +26,7 @@ export function defaultServerUrl (loc = window.location) {
  * @param {HTMLElement} [options.status] receives the status line text (and data-state)
  * @param {HTMLElement} [options.presence] receives one chip per other person here
  * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
+ * @param {HTMLElement} [options.selfDot] shows the user's own colour
  * @returns {{doc: Y.Doc, text: Y.Text, provider: WebsocketProvider, binding: TextareaBinding,
  *            state: () => {status: string, synced: boolean, unsynced: number}, destroy: () => void}}
  */
@@ -113,6 +114,7 @@ export function mountEditor (textarea, options) {
 
   const name = loadName(doc.clientID)
   setUser(awareness, name)
+  if (options.selfDot) options.selfDot.style.background = colorFor(doc.clientID)
   if (options.nameInput) {
     const input = options.nameInput
     input.value = name

@@ -28,7 +28,8 @@ function start () {
       docName,
       status: document.getElementById('status'),
       presence: document.getElementById('presence'),
-      nameInput: document.getElementById('name')
+      nameInput: document.getElementById('name'),
+      selfDot: document.getElementById('self-dot')
     })
     // A handle for the console and for tests; nothing in the page depends on it.
     window.collabEditor = editor

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from interop.node_peer import missing_or_fail
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from collab.config import Config
 from collab.server import Server, serve
-
-from interop.node_peer import missing_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,12 +35,17 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> Path:
     if not CHROMIUM.exists():
         missing_or_fail(f"{CHROMIUM} is missing: run scripts/install-chromium (as root)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
         )
         try:
             yield launched
@@ -95,17 +99,17 @@ class Editor:
         start, end = await self.textarea.evaluate("t => [t.selectionStart, t.selectionEnd]")
         return int(start), int(end)
 
-    async def wait_value(self, expected: str, timeout: float = 10_000) -> None:
+    async def wait_value(self, expected: str, ms: float = 10_000) -> None:
         await self.page.wait_for_function(
             "expected => document.getElementById('editor').value === expected",
             arg=expected,
-            timeout=timeout,
+            timeout=ms,
         )
 
-    async def wait_synced(self, timeout: float = 10_000) -> None:
+    async def wait_synced(self, ms: float = 10_000) -> None:
         await self.page.wait_for_function(
             "() => document.getElementById('status').dataset.state === 'synced'",
-            timeout=timeout,
+            timeout=ms,
         )
 
     async def record_status(self) -> None:

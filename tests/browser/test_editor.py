@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
+from interop.node_peer import NodePeer, require_node_deps
 from playwright.async_api import Browser, expect
 from pycrdt import Text
 
 from collab.client import connect
 from collab.config import Config
 from collab.server import Server, serve
-from interop.node_peer import NodePeer, require_node_deps
 
 from .conftest import Editors
 from .tcp_proxy import tcp_proxy
@@ -143,7 +143,7 @@ async def test_undo_reverts_only_ones_own_edits(collab_server: Server, editors: 
 
 
 async def test_offline_edits_merge_exactly_once_when_the_network_returns(
-    collab_server: Server, editors: Editors
+    collab_server: Server, editors: Editors, screenshot_dir: Path
 ) -> None:
     async with tcp_proxy(collab_server.port) as proxy:
         away = await editors.open(f"http://127.0.0.1:{proxy.port}", "trip")
@@ -166,6 +166,7 @@ async def test_offline_edits_merge_exactly_once_when_the_network_returns(
         await home.page.keyboard.press("ControlOrMeta+Home")
         await home.page.keyboard.type("At home: ")
         await expect(away.status).to_have_text(re.compile(r"^offline · [1-9]\d* unsynced edits?$"))
+        await away.page.screenshot(path=screenshot_dir / "editor-offline.png")
         # Nothing crossed: no bytes through the proxy, and each side has only its own edits.
         assert (proxy.bytes_up, proxy.bytes_down) == (up, down)
         assert proxy.open_connections == 0
@@ -174,7 +175,7 @@ async def test_offline_edits_merge_exactly_once_when_the_network_returns(
 
         await proxy.restore()
         expected = "At home: Shared line. Written on the train."
-        await away.wait_value(expected, timeout=15_000)
+        await away.wait_value(expected, ms=15_000)
         await home.wait_value(expected)
         await expect(away.status).to_have_text("connected · synced")
         log = await away.status_log()
