@@ -42,6 +42,9 @@ class Config:
     #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops the peer.
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
+    #: How long a closing handshake may take before the TCP connection is cut. A dead
+    #: peer is dropped ping_interval + ping_timeout + close_timeout after it went silent.
+    close_timeout: float = 5.0
     #: Longest accepted document name (characters from ``[A-Za-z0-9._-]``).
     max_name_length: int = 128
 

@@ -115,6 +115,17 @@ class DocumentLog:
         entry = NewEntry(doc=self.doc, update=update, at=time.time(), client=client, user=user)
         self._journal._enqueue(self, entry, on_durable)
 
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything appended so far is durable (now if it is).
+
+        For an update that changed nothing (the document already had it): it is
+        as durable as the log it is already in.
+        """
+        if not self.pending:
+            callback()
+        else:
+            self._journal._when_committed(self._last_ticket, callback)
+
     async def flush(self) -> None:
         """Return once everything appended so far is durable.
 
@@ -175,11 +186,13 @@ class Journal:
         self._tickets = 0
         self._committed = 0  # every ticket <= this is durable
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._ticket_callbacks: list[tuple[int, Callable[[], None]]] = []
         self._snapshot_requests: dict[DocumentLog, list[asyncio.Future[None]]] = {}
         self._failure: StoreError | None = None
         self._work = asyncio.Event()  # something is queued or requested
         self._full = asyncio.Event()  # commit_max_updates reached, or stopping
         self._stopping = False
+        self._hurried = False  # a flush is waiting: skip the gathering window once
         self._stop = asyncio.Event()  # set once, when leaving the context
         self._task: asyncio.Task[None] | None = None
         #: Transactions committed (successful ``Store.append`` calls), for observability.
@@ -254,12 +267,16 @@ class Journal:
         if len(self._queue) >= self.config.commit_max_updates:
             self._full.set()
 
+    def _when_committed(self, ticket: int, callback: Callable[[], None]) -> None:
+        self._ticket_callbacks.append((ticket, callback))
+
     async def _wait_committed(self, ticket: int) -> None:
         if ticket <= self._committed:
             return
         if self._failure is not None:
             raise StoreError(f"the store is failing: {self._failure.reason}") from self._failure
         self._check_running()
+        self._hurry()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((ticket, future))
         await future
@@ -271,7 +288,13 @@ class Journal:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._snapshot_requests.setdefault(log, []).append(future)
         self._work.set()
+        self._hurry()
         await future
+
+    def _hurry(self) -> None:
+        """Someone awaits durability: commit what is queued without waiting for more."""
+        self._hurried = True
+        self._full.set()
 
     def _detach(self, log: DocumentLog) -> None:
         if self._logs.get(log.doc) is log:
@@ -314,7 +337,7 @@ class Journal:
 
     async def _gather(self) -> None:
         """Give more entries ``commit_interval`` to arrive, unless the batch is already full."""
-        if self._stopping or len(self._queue) >= self.config.commit_max_updates:
+        if self._stopping or self._hurried or len(self._queue) >= self.config.commit_max_updates:
             return
         self._full.clear()
         try:
@@ -327,6 +350,7 @@ class Journal:
         """Everything queued now, plus the snapshots due, captured at this same instant."""
         count = len(self._queue)
         now = time.monotonic()
+        self._hurried = False
         requests, self._snapshot_requests = self._snapshot_requests, {}
         snapshots: dict[str, bytes] = {}
         marks: dict[DocumentLog, int] = {}
@@ -363,6 +387,16 @@ class Journal:
                     pending.on_durable()
                 except Exception:
                     logger.exception("an on_durable callback of %r failed", pending.entry.doc)
+        if self._ticket_callbacks:
+            due = [cb for ticket, cb in self._ticket_callbacks if ticket <= self._committed]
+            self._ticket_callbacks = [
+                (t, cb) for t, cb in self._ticket_callbacks if t > self._committed
+            ]
+            for callback in due:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("a durability callback failed")
         for futures in batch.requests.values():
             for future in futures:
                 if not future.done():

@@ -46,6 +46,8 @@ log = logging.getLogger("collab.server")
 
 #: Query parameter by which a client asks for durability acknowledgements.
 SAVED_PARAM = "saved"
+#: Seconds a slow consumer gets to read its close frame before the TCP connection is cut.
+SLOW_CLOSE_GRACE = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -73,11 +75,12 @@ class Connection:
             # Never grow without bound and never slow the sender: drop this editor.
             # It reconnects and resyncs from its state vector, losing nothing.
             self.closing = SlowConsumer(f"outbox over {self.max_bytes} bytes")
-            # The close frame waits behind the backlog; websockets aborts the TCP
-            # connection after close_timeout if the peer never reads it.
+            # The close frame waits behind the backlog. A peer that reads again gets
+            # it; one that never does is cut after a short grace, not close_timeout.
             self._closer = asyncio.create_task(
                 self.ws.close(self.closing.close_code, self.closing.reason)
             )
+            asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, transport.abort)
             return
         broadcast((self.ws,), frame)
 
@@ -236,6 +239,7 @@ async def serve(config: Config, store: Store | None = None) -> AsyncIterator[Ser
                 max_queue=64,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_timeout,
+                close_timeout=config.close_timeout,
                 server_header="collab",
             )
             server._ws = ws_server

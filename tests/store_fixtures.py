@@ -1,0 +1,99 @@
+"""Store fixtures shared by test modules (import them; the lead owns conftest.py).
+
+``store`` runs a test on MemoryStore, a SQLite file in ``tmp_path`` and the real
+PostgreSQL; ``sql_store`` on the two SQL ones. PostgreSQL is skipped with a
+message when unreachable, except under ``CI=true``, where that is a failure.
+Every test gets a unique ``prefix``; name documents ``f"{prefix}-x"`` and they are
+deleted from the store afterwards. Import the ``*_fixture`` functions into a test
+module to use the fixtures ``prefix``, ``store`` and ``sql_store``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from collab.store import Store
+from collab.store.memory import MemoryStore
+from collab.store.sql import SqlStore
+
+PG_URL = os.environ.get("COLLAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+_pg_reachable: bool | None = None
+
+
+def require_postgres() -> None:
+    """Skip (or, with CI=true, fail) the calling test when PostgreSQL is unreachable."""
+    global _pg_reachable
+    if _pg_reachable is None:
+        try:
+            with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
+                _pg_reachable = True
+        except OSError:
+            _pg_reachable = False
+    if not _pg_reachable:
+        message = f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the real database is required)")
+        pytest.skip(message)
+
+
+def store_url(kind: str, tmp_path: Path) -> str:
+    """The URL of a fresh store of ``kind`` ("memory", "sqlite" or "postgres")."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'collab.db'}"
+    require_postgres()
+    return PG_URL
+
+
+@pytest.fixture(name="prefix")
+def prefix_fixture() -> str:
+    """A document-name prefix no other test (or process) uses."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+async def _open(kind: str, tmp_path: Path, prefix: str) -> AsyncIterator[Store]:
+    url = store_url(kind, tmp_path)
+    store: Store = MemoryStore() if kind == "memory" else SqlStore(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        try:
+            for info in await store.documents():
+                if info.name.startswith(prefix):
+                    await store.delete(info.name)
+        finally:
+            await store.close()
+
+
+@pytest.fixture(
+    name="store",
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+async def store_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path, prefix: str
+) -> AsyncIterator[Store]:
+    """An open store of every kind; documents named ``prefix...`` are deleted afterwards."""
+    async for opened in _open(request.param, tmp_path, prefix):
+        yield opened
+
+
+@pytest.fixture(
+    name="sql_store", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def sql_store_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path, prefix: str
+) -> AsyncIterator[SqlStore]:
+    """An open SqlStore on SQLite and on PostgreSQL; ``prefix...`` documents deleted afterwards."""
+    async for opened in _open(request.param, tmp_path, prefix):
+        assert isinstance(opened, SqlStore)
+        yield opened

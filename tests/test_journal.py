@@ -1,0 +1,443 @@
+"""The journal: group commit, durability callbacks, failures, and snapshots that match the log."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from collab.config import Config
+from collab.errors import StoreError
+from collab.journal import Journal, JournalClosed
+from collab.store import NewEntry, Store
+from collab.store.memory import MemoryStore
+from collab.store.sql import SqlStore
+from tests.store_fixtures import (  # noqa: F401
+    PG_URL,
+    prefix_fixture,
+    sql_store_fixture,
+    store_fixture,
+)
+
+WAIT = 10.0  # seconds: generous bound for anything we wait on; never a sleep
+
+
+class CountingStore:
+    """A real store, wrapped to count transactions and, optionally, hold each one at a gate."""
+
+    def __init__(self, inner: Store, gated: bool = False) -> None:
+        self.inner = inner
+        self.batches: list[int] = []  # entries per successful append
+        self.gated = gated
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def append(
+        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+    ) -> list[int]:
+        if self.gated:
+            self.waiting.set()
+            await self.gate.wait()
+            self.gate.clear()  # one transaction per opening
+            self.waiting.clear()
+        seqs = await self.inner.append(entries, snapshots)
+        self.batches.append(len(entries))
+        return seqs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Editor:
+    """A pycrdt Doc with a Text; each edit returns the Yjs update it produced."""
+
+    def __init__(self) -> None:
+        self.doc = Doc()
+        self.text = self.doc.get("text", type=Text)
+        self._updates: list[bytes] = []
+        self.doc.observe(lambda event: self._updates.append(event.update))
+
+    def __len__(self) -> int:
+        return len(str(self.text))
+
+    def _offset(self, index: int) -> int:
+        # pycrdt indexes Text by UTF-8 bytes; cutting inside a character panics in Yrs.
+        return len(str(self.text)[:index].encode())
+
+    def insert(self, index: int, chars: str) -> bytes:
+        """Insert at character ``index``."""
+        self.text.insert(self._offset(index), chars)
+        return self._updates[-1]
+
+    def delete(self, start: int, end: int) -> bytes:
+        """Delete characters ``start:end``."""
+        del self.text[self._offset(start) : self._offset(end)]
+        return self._updates[-1]
+
+
+def rebuild(state: bytes | None, updates: Sequence[bytes]) -> str:
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    if state is not None:
+        doc.apply_update(state)
+    for update in updates:
+        doc.apply_update(update)
+    return str(text)
+
+
+async def loaded_text(store: Store, doc: str) -> str:
+    loaded = await store.load(doc)
+    state = loaded.snapshot.state if loaded.snapshot else None
+    return rebuild(state, [e.update for e in loaded.entries])
+
+
+async def within(awaitable: Awaitable[Any]) -> Any:
+    return await asyncio.wait_for(awaitable, WAIT)
+
+
+async def test_many_appends_become_one_transaction(store: Store, prefix: str) -> None:
+    counting = CountingStore(store)
+    editor, name = Editor(), f"{prefix}-g"
+    async with Journal(counting, Config()) as journal:  # type: ignore[arg-type]
+        log = journal.open(name, editor.doc.get_update, 0)
+        updates = [editor.insert(i, "x") for i in range(500)]
+        for update in updates:
+            log.append(update, "c1")
+        assert log.pending == 500
+        await within(log.flush())
+        assert log.pending == 0
+        assert counting.batches == [500]
+    assert counting.batches == [500, 0]  # leaving adds the final snapshot, alone
+    logged = await store.entries(name)
+    assert [e.seq for e in logged] == list(range(1, 501))
+    assert [e.update for e in logged] == updates
+
+
+async def test_concurrent_editors_share_transactions(store: Store, prefix: str) -> None:
+    counting = CountingStore(store)
+    name = f"{prefix}-c"
+    editor = Editor()
+    # A long window: only reaching commit_max_updates (or a flush) starts a commit.
+    config = Config(commit_interval=60.0, commit_max_updates=50)
+    async with Journal(counting, config) as journal:  # type: ignore[arg-type]
+        log = journal.open(name, editor.doc.get_update, 0)
+
+        async def type_(client: str) -> None:
+            for _ in range(50):
+                log.append(editor.insert(0, client[-1]), client)
+                await asyncio.sleep(0)  # let the other editors type
+
+        await within(asyncio.gather(*(type_(f"client{i}") for i in range(10))))
+        await within(log.flush())
+    batches = [size for size in counting.batches if size]  # without the final snapshot's
+    assert sum(batches) == 500
+    assert len(batches) <= 10
+    assert all(size >= 50 for size in batches[:-1]), counting.batches  # the last: the flush
+    assert await loaded_text(store, name) == str(editor.text)
+
+
+async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
+    sql_store: SqlStore, prefix: str
+) -> None:
+    gated = CountingStore(sql_store, gated=True)
+    reader = SqlStore(sql_store.url.render_as_string(hide_password=False))  # another connection
+    await reader.open()
+    editor, name = Editor(), f"{prefix}-d"
+    seen_in_callback: list[int] = []
+    fired: list[int] = []
+    all_fired = asyncio.Event()
+
+    def durable(i: int) -> None:
+        fired.append(i)
+        if sql_store.dialect == "sqlite":  # look at the file itself, right now
+            database = sql_store.url.database
+            assert database is not None
+            with sqlite3.connect(database) as raw:
+                (count,) = raw.execute("SELECT count(*) FROM updates").fetchone()
+            seen_in_callback.append(count)
+        if len(fired) == 3:
+            all_fired.set()
+
+    try:
+        async with Journal(gated, Config()) as journal:  # type: ignore[arg-type]
+            log = journal.open(name, editor.doc.get_update, 0)
+            for i in range(3):
+                log.append(editor.insert(i, "abc"[i]), "c1", on_durable=lambda i=i: durable(i))
+            await within(gated.waiting.wait())  # the commit is about to start, and held
+            assert fired == []
+            assert await reader.entries(name) == []
+            gated.gate.set()
+            await within(all_fired.wait())
+            assert fired == [0, 1, 2]
+            # The next commit is held at the gate: what we read now is what the callbacks saw.
+            assert [e.seq for e in await reader.entries(name)] == [1, 2, 3]
+            if sql_store.dialect == "sqlite":
+                assert seen_in_callback == [3, 3, 3]
+            gated.gated = False
+            gated.gate.set()
+    finally:
+        await reader.close()
+
+
+async def _refuse_inserts(store: SqlStore, doc: str) -> Callable[[], Awaitable[None]]:
+    """Make the database itself refuse new log rows for ``doc``; return the undo."""
+    info = await store.document(doc)
+    assert info is not None
+    tag = f"refuse_{uuid.uuid4().hex[:10]}"
+    if store.dialect == "sqlite":
+        database = store.url.database
+        assert database is not None
+        with sqlite3.connect(database) as raw:
+            raw.execute(
+                f"CREATE TRIGGER {tag} BEFORE INSERT ON updates "
+                f"WHEN NEW.doc_id = (SELECT id FROM documents WHERE name = '{doc}') "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+
+        async def undo() -> None:
+            with sqlite3.connect(database) as raw:
+                raw.execute(f"DROP TRIGGER {tag}")
+
+        return undo
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        doc_id = await conn.fetchval("SELECT id FROM documents WHERE name = $1", doc)
+        await conn.execute(
+            f"CREATE FUNCTION {tag}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER {tag} BEFORE INSERT ON updates FOR EACH ROW "
+            f"WHEN (NEW.doc_id = {int(doc_id)}) "
+            f"EXECUTE FUNCTION {tag}()"
+        )
+    finally:
+        await conn.close()
+
+    async def undo_pg() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"DROP TRIGGER IF EXISTS {tag} ON updates")
+            await conn.execute(f"DROP FUNCTION IF EXISTS {tag}()")
+        finally:
+            await conn.close()
+
+    return undo_pg
+
+
+async def test_a_failing_database_fires_nothing_and_commits_each_entry_once_it_recovers(
+    sql_store: SqlStore, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    editor, name = Editor(), f"{prefix}-f"
+    sent: list[bytes] = []
+    fired: list[int] = []
+    all_fired = asyncio.Event()
+
+    def durable(i: int) -> None:
+        fired.append(i)
+        if len(fired) == 8:
+            all_fired.set()
+
+    def append(log: Any, i: int) -> None:
+        sent.append(editor.insert(i, chr(ord("a") + i)))
+        log.append(sent[-1], "c1", on_durable=lambda: durable(i))
+
+    config = Config(commit_retry_max_delay=0.1, snapshot_every_updates=3)
+    async with Journal(sql_store, config) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        append(log, 0)
+        await within(log.flush())
+        undo = await _refuse_inserts(sql_store, name)
+        try:
+            with caplog.at_level(logging.ERROR, logger="collab.journal"):
+                for i in range(1, 6):
+                    append(log, i)
+                with pytest.raises(StoreError):
+                    await within(log.flush())
+                assert journal.failing
+                for i in range(6, 8):  # editors keep typing while the database is down
+                    append(log, i)
+                with pytest.raises(StoreError):
+                    await within(log.flush())
+            assert fired == [0]
+            assert log.pending == 7
+            errors = [r for r in caplog.records if r.name == "collab.journal"]
+            assert errors and all(r.levelno == logging.ERROR for r in errors)
+            assert [e.seq for e in await sql_store.entries(name)] == [1]
+        finally:
+            await undo()
+        await within(all_fired.wait())
+        assert fired == list(range(8))
+        assert not journal.failing
+        await within(log.close())
+    logged = await sql_store.entries(name)
+    assert [e.seq for e in logged] == list(range(1, 9))
+    assert [e.update for e in logged] == sent  # each exactly once, in order
+    assert await loaded_text(sql_store, name) == str(editor.text) == "abcdefgh"
+
+
+async def test_a_store_that_went_away_gets_everything_when_it_returns(prefix: str) -> None:
+    store = MemoryStore()
+    await store.open()
+    editor, name = Editor(), f"{prefix}-m"
+    durable = asyncio.Event()
+    async with Journal(store, Config(commit_retry_max_delay=0.05)) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        await store.close()
+        log.append(editor.insert(0, "hi"), "c1", on_durable=durable.set)
+        with pytest.raises(StoreError):
+            await within(log.flush())
+        assert not durable.is_set()
+        await store.open()
+        await within(durable.wait())
+        await within(log.flush())
+    assert await loaded_text(store, name) == "hi"
+
+
+async def test_leaving_the_journal_commits_and_snapshots_every_changed_document(
+    store: Store, prefix: str
+) -> None:
+    a, b, idle = Editor(), Editor(), Editor()
+    async with Journal(store, Config(commit_interval=60.0)) as journal:
+        log_a = journal.open(f"{prefix}-a", a.doc.get_update, 0)
+        log_b = journal.open(f"{prefix}-b", b.doc.get_update, 0)
+        journal.open(f"{prefix}-idle", idle.doc.get_update, 0)
+        for i in range(5):
+            log_a.append(a.insert(i, "a"), "c1")
+            log_b.append(b.insert(0, "b"), "c2")
+    for name, editor in ((f"{prefix}-a", a), (f"{prefix}-b", b)):
+        loaded = await store.load(name)
+        assert loaded.snapshot is not None and loaded.snapshot.seq == 5
+        assert loaded.entries == []
+        assert rebuild(loaded.snapshot.state, []) == str(editor.text)
+    assert await store.document(f"{prefix}-idle") is None
+
+
+async def test_close_snapshots_only_when_something_changed(store: Store, prefix: str) -> None:
+    counting = CountingStore(store)
+    editor, name = Editor(), f"{prefix}-x"
+    async with Journal(counting, Config()) as journal:  # type: ignore[arg-type]
+        log = journal.open(name, editor.doc.get_update, 0)
+        log.append(editor.insert(0, "hello"), "c1")
+        await within(log.close())
+        with pytest.raises(JournalClosed):
+            log.append(editor.insert(0, "late"), "c1")
+        snapshot = (await store.load(name)).snapshot
+        assert snapshot is not None and snapshot.seq == 1
+        again = journal.open(name, editor.doc.get_update, 1)  # reopen: nothing changed
+        await within(again.close())
+        assert len(counting.batches) <= 2
+        assert again.last_seq == 1
+
+
+async def test_time_based_snapshots_ride_along_with_each_commit(store: Store, prefix: str) -> None:
+    editor, name = Editor(), f"{prefix}-t"
+    async with Journal(store, Config(snapshot_every_seconds=0.0)) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        for i in range(3):
+            log.append(editor.insert(i, "z"), "c1")
+            await within(log.flush())
+            snapshot = await store.snapshot_before(name, i + 1)
+            assert snapshot is not None and snapshot.seq == i + 1
+            assert rebuild(snapshot.state, []) == "z" * (i + 1)
+
+
+async def test_a_failing_callback_does_not_stop_the_journal(
+    store: Store, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    editor, name = Editor(), f"{prefix}-cb"
+    later = asyncio.Event()
+
+    def broken() -> None:
+        raise ValueError("a bug in the caller")
+
+    async with Journal(store, Config()) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        log.append(editor.insert(0, "a"), "c1", on_durable=broken)
+        log.append(editor.insert(1, "b"), "c1", on_durable=later.set)
+        await within(later.wait())
+    assert any("on_durable" in r.getMessage() for r in caplog.records)
+
+
+async def test_unicode_survives_the_round_trip(store: Store, prefix: str) -> None:
+    editor, name = Editor(), f"{prefix}-u"
+    pieces = ["Grüße ", "🙂👩‍👩‍👧", " 漢字かな ", "e\u0301a\u0308 ", "𝔘𝔫𝔦", "\u200d🏳️‍🌈"]  # noqa: RUF001
+    async with Journal(store, Config(snapshot_every_updates=4)) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        for piece in pieces:
+            log.append(editor.insert(len(editor), piece), "クライアント")
+        await within(log.flush())
+        log.append(editor.insert(0, "😀"), "c")
+    assert await loaded_text(store, name) == str(editor.text) == "😀" + "".join(pieces)
+
+
+_counter = itertools.count()
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("insert"), st.floats(0, 1), st.text(min_size=1, max_size=4)),
+        st.tuples(st.just("delete"), st.floats(0, 1), st.integers(1, 3)),
+        st.tuples(st.just("flush"), st.just(0.0), st.just(0)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(ops=operations, every=st.integers(1, 8), close_log=st.booleans())
+async def test_snapshots_and_log_always_agree(
+    store: Store, prefix: str, ops: list[tuple[str, float, Any]], every: int, close_log: bool
+) -> None:
+    editor, name = Editor(), f"{prefix}-h{next(_counter)}"
+    texts = [""]  # texts[seq]: the live text once entry ``seq`` was applied
+    config = Config(snapshot_every_updates=every, commit_interval=0.001)
+    async with Journal(store, config) as journal:
+        log = journal.open(name, editor.doc.get_update, 0)
+        for kind, where, arg in ops:
+            length = len(editor)
+            if kind == "flush":
+                await within(log.flush())
+                continue
+            if kind == "insert":
+                update = editor.insert(int(where * length), arg)
+            elif length == 0:
+                continue
+            else:
+                start = min(int(where * length), length - 1)
+                update = editor.delete(start, min(length, start + arg))
+            log.append(update, "c1")
+            texts.append(str(editor.text))
+        if close_log:
+            await within(log.close())
+    last = len(texts) - 1
+    assert await loaded_text(store, name) == str(editor.text)
+    logged = await store.entries(name)
+    assert [e.seq for e in logged] == list(range(1, last + 1))
+    seen = set()
+    for seq in range(1, last + 1):
+        snapshot = await store.snapshot_before(name, seq)
+        if snapshot is None or snapshot.seq in seen:
+            continue
+        seen.add(snapshot.seq)
+        # A snapshot is exactly the log up to its seq: same text as the replay, and as the live doc.
+        replayed = rebuild(None, [e.update for e in logged[: snapshot.seq]])
+        assert rebuild(snapshot.state, []) == replayed == texts[snapshot.seq]
+    if last:  # leaving the journal (or closing the log) always ends on a full snapshot
+        final = await store.snapshot_before(name, last)
+        assert final is not None and final.seq == last
+    await store.delete(name)

@@ -1,0 +1,216 @@
+"""The Store contract, on MemoryStore, a SQLite file and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from collab.errors import StoreError
+from collab.store import Loaded, LogEntry, NewEntry, Store, store_from_url
+from collab.store.memory import MemoryStore
+from collab.store.sql import SCHEMA_VERSION, SqlStore, engine_url
+from tests.store_fixtures import (  # noqa: F401
+    PG_URL,
+    prefix_fixture,
+    require_postgres,
+    sql_store_fixture,
+    store_fixture,
+)
+
+
+def entry(doc: str, data: bytes, at: float = 1.0, client: str = "c", user: str | None = None):
+    return NewEntry(doc=doc, update=data, at=at, client=client, user=user)
+
+
+async def test_an_unknown_document_is_empty(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-none"
+    assert await store.load(doc) == Loaded(snapshot=None, entries=[])
+    assert await store.document(doc) is None
+    assert await store.entries(doc) == []
+    assert await store.snapshot_before(doc, 10) is None
+    assert await store.delete(doc) is False
+    assert await store.append([]) == []
+
+
+async def test_seqs_are_per_document_and_in_order(store: Store, prefix: str) -> None:
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    seqs = await store.append(
+        [entry(a, b"1", 10.0), entry(b, b"x", 11.0, "c2", "bob"), entry(a, b"2", 12.0)]
+    )
+    assert seqs == [1, 1, 2]
+    assert await store.append([entry(a, b"3", 13.0)]) == [3]
+    assert [(e.seq, e.update) for e in await store.entries(a)] == [(1, b"1"), (2, b"2"), (3, b"3")]
+    (only,) = await store.entries(b)
+    assert only == LogEntry(seq=1, update=b"x", at=11.0, client="c2", user="bob")
+    info = await store.document(a)
+    assert info is not None
+    assert (info.name, info.created_at, info.updated_at, info.last_seq) == (a, 10.0, 13.0, 3)
+    mine = [d.name for d in await store.documents() if d.name.startswith(prefix)]
+    assert mine == [a, b]
+
+
+async def test_entries_reads_a_half_open_range(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-r"
+    await store.append([entry(doc, bytes([i])) for i in range(1, 8)])
+    assert [e.seq for e in await store.entries(doc, after=2, upto=5)] == [3, 4, 5]
+    assert [e.seq for e in await store.entries(doc, after=5)] == [6, 7]
+    assert [e.seq for e in await store.entries(doc, upto=2)] == [1, 2]
+    assert await store.entries(doc, after=7) == []
+
+
+async def test_a_snapshot_covers_its_documents_last_entry_in_the_batch(
+    store: Store, prefix: str
+) -> None:
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    await store.append([entry(a, b"1"), entry(b, b"x")])
+    await store.append(
+        [entry(a, b"2"), entry(a, b"3"), entry(b, b"y")], snapshots={a: b"A3", b: b"B2"}
+    )
+    await store.append([entry(a, b"4")], snapshots={b: b"B2-again"})  # b has no entry here
+    loaded = await store.load(a)
+    assert loaded.snapshot is not None
+    assert (loaded.snapshot.seq, loaded.snapshot.state) == (3, b"A3")
+    assert [(e.seq, e.update) for e in loaded.entries] == [(4, b"4")]
+    assert loaded.last_seq == 4
+    loaded_b = await store.load(b)
+    assert loaded_b.snapshot is not None
+    assert (loaded_b.snapshot.seq, loaded_b.snapshot.state) == (2, b"B2-again")
+    assert loaded_b.entries == []
+
+
+async def test_snapshot_before_finds_the_nearest_older_snapshot(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-s"
+    await store.append([entry(doc, b"1"), entry(doc, b"2")], snapshots={doc: b"S2"})
+    await store.append([entry(doc, b"3"), entry(doc, b"4")], snapshots={doc: b"S4"})
+    await store.append([entry(doc, b"5")])
+    assert await store.snapshot_before(doc, 1) is None
+    found = [await store.snapshot_before(doc, seq) for seq in (2, 3, 4, 5)]
+    assert [(s.seq, s.state) if s else None for s in found] == [
+        (2, b"S2"),
+        (2, b"S2"),
+        (4, b"S4"),
+        (4, b"S4"),
+    ]
+
+
+async def test_replace_range_merges_entries(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-m"
+    await store.append([entry(doc, bytes([i]), at=float(i)) for i in range(1, 6)])
+    merged = LogEntry(seq=4, update=b"merged", at=4.0, client="c,d", user="ann,bob")
+    await store.replace_range(doc, 2, 4, merged)
+    assert [(e.seq, e.update) for e in await store.entries(doc)] == [
+        (1, b"\x01"),
+        (4, b"merged"),
+        (5, b"\x05"),
+    ]
+    assert (await store.entries(doc, after=1, upto=4))[0] == merged
+    with pytest.raises(StoreError):
+        await store.replace_range(doc, 1, 3, merged)  # merged.seq != last
+    with pytest.raises(StoreError):
+        await store.replace_range(f"{prefix}-nope", 1, 4, merged)
+
+
+async def test_delete_removes_log_snapshots_and_name(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-d"
+    await store.append([entry(doc, b"1"), entry(doc, b"2")], snapshots={doc: b"S"})
+    assert await store.delete(doc) is True
+    assert await store.load(doc) == Loaded(snapshot=None, entries=[])
+    assert await store.document(doc) is None
+    assert await store.snapshot_before(doc, 2) is None
+    assert await store.append([entry(doc, b"again")]) == [1]  # a new document starts over
+
+
+async def test_unicode_names_and_binary_data_round_trip(store: Store, prefix: str) -> None:
+    doc = f"{prefix}-é漢字🙂"
+    data = bytes(range(256)) * 4
+    await store.append([entry(doc, data, client="клиент 🚀", user="ユーザー e\u0301")])
+    (got,) = await store.entries(doc)
+    assert (got.update, got.client, got.user) == (data, "клиент 🚀", "ユーザー e\u0301")
+
+
+async def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
+    for store in (MemoryStore(), SqlStore(f"sqlite:///{tmp_path / 'x.db'}")):
+        with pytest.raises(StoreError):
+            await store.load("x")
+        await store.open()
+        await store.close()
+        with pytest.raises(StoreError):
+            await store.append([entry("x", b"1")])
+
+
+async def test_sql_data_survives_reopening(sql_store: SqlStore, prefix: str) -> None:
+    doc = f"{prefix}-p"
+    await sql_store.append([entry(doc, b"1"), entry(doc, b"2")], snapshots={doc: b"S"})
+    again = SqlStore(sql_store.url.render_as_string(hide_password=False))
+    await again.open()
+    try:
+        loaded = await again.load(doc)
+        assert loaded.snapshot is not None and loaded.snapshot.seq == 2
+        assert await again.append([entry(doc, b"3")]) == [3]
+    finally:
+        await again.close()
+
+
+async def test_two_stores_on_one_database_never_share_a_seq(
+    sql_store: SqlStore, prefix: str
+) -> None:
+    """Two engines stand for two processes: the counter row serialises them."""
+    doc = f"{prefix}-race"
+    other = SqlStore(sql_store.url.render_as_string(hide_password=False))
+    await other.open()
+    try:
+
+        async def write(store: SqlStore, tag: bytes) -> list[int]:
+            seqs: list[int] = []
+            for i in range(15):
+                seqs += await store.append([entry(doc, tag + bytes([i]) * 2)] * 3)
+            return seqs
+
+        mine, theirs = await asyncio.gather(write(sql_store, b"a"), write(other, b"b"))
+    finally:
+        await other.close()
+    assert sorted(mine + theirs) == list(range(1, 91))
+    logged = await sql_store.entries(doc)
+    assert [e.seq for e in logged] == list(range(1, 91))
+
+
+async def test_sqlite_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    store = SqlStore(f"sqlite:///{path}")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer"):
+        await SqlStore(f"sqlite:///{path}").open()
+
+
+async def test_database_failures_become_store_errors(tmp_path: Path) -> None:
+    unreachable = SqlStore("postgresql://postgres@127.0.0.1:1/test")
+    with pytest.raises(StoreError) as caught:
+        await unreachable.open()
+    assert caught.value.__cause__ is not None
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as caught:
+        await SqlStore(f"sqlite:///{garbage}").open()
+    assert isinstance(caught.value.__cause__, Exception)
+
+
+def test_urls_pick_asyncio_drivers() -> None:
+    assert str(engine_url("sqlite:///a.db")) == "sqlite+aiosqlite:///a.db"
+    assert engine_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert engine_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert engine_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+asyncpg"
+    for bad in ("mysql://u@h/db", "postgresql+psycopg2://u@h/db", "nonsense"):
+        with pytest.raises(StoreError):
+            engine_url(bad)
+    assert isinstance(store_from_url("memory://"), MemoryStore)
+    assert isinstance(store_from_url("sqlite:///x.db"), SqlStore)
+    require_postgres()
+    assert isinstance(store_from_url(PG_URL), SqlStore)
