@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from interop.node_peer import missing_or_fail
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from collab.config import Config
 from collab.server import Server, serve
+from tests.interop.node_peer import missing_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

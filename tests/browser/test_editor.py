@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
-from interop.node_peer import NodePeer, require_node_deps
 from playwright.async_api import Browser, expect
 from pycrdt import Text
 
 from collab.client import connect
 from collab.config import Config
 from collab.server import Server, serve
+from tests.interop.node_peer import NodePeer, require_node_deps
 
 from .conftest import Editors
 from .tcp_proxy import tcp_proxy

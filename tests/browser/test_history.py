@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from interop.node_peer import missing_or_fail
 from playwright.async_api import Browser, Page, expect
 from pycrdt import Text
 
 from collab.client import connect
 from collab.config import Config
 from collab.server import Server, serve
+from tests.interop.node_peer import missing_or_fail
 
 from .conftest import Console, Editors
 
