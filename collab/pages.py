@@ -130,7 +130,12 @@ def _static(name: str, version: str | None) -> HttpResponse:
     if kind is None or not (STATIC_DIR / name).is_file():
         return HttpResponse(404, b"not found\n", headers={"Cache-Control": _NO_CACHE})
     cache_control = _IMMUTABLE if version == _version(name) else _NO_CACHE
-    headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Cache-Control": cache_control,
+        "X-Content-Type-Options": "nosniff",
+        # Public files; lets other sites import the editor module (docs/browser-client.md).
+        "Access-Control-Allow-Origin": "*",
+    }
     return HttpResponse(200, _read_bytes(name), kind, headers)
 
 

@@ -65,6 +65,7 @@ def test_static_files_have_their_content_types() -> None:
         assert response.content_type == content_type
         assert response.body == (pages.STATIC_DIR / name).read_bytes()
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
 def test_static_cache_control_follows_the_content_hash() -> None:
