@@ -21,7 +21,7 @@ from collab.server import Server, serve
 from tests.interop.node_peer import NodePeer, require_node_deps
 
 from .conftest import Editors
-from .tcp_proxy import tcp_proxy
+from tests.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.browser
 
