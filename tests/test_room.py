@@ -241,11 +241,11 @@ def test_presence_renewals_cost_one_frame_per_editor_per_tick() -> None:
     peers = [FakePeer(str(i)) for i in range(20)]
     for i, peer in enumerate(peers):
         room.join(peer)
-        room.receive(peer, awareness(i, 1, '{"n":%d}' % i))
+        room.receive(peer, awareness(i, 1, f'{{"n":{i}}}'))
     for peer in peers:
         peer.outbox.clear()
     for i, peer in enumerate(peers):
-        room.receive(peer, awareness(i, 2, '{"n":%d}' % i))  # same state, higher clock
+        room.receive(peer, awareness(i, 2, f'{{"n":{i}}}'))  # same state, higher clock
     assert sum(len(p.outbox) for p in peers) == 0
     room.tick()
     assert all(len(p.outbox) == 1 for p in peers)
