@@ -61,6 +61,10 @@ class Config:
     #: Group commit: wait at most this long to gather more updates into one transaction.
     commit_interval: float = 0.005
     commit_max_updates: int = 2000
+    #: A failed commit is retried after 50 ms, then twice as long each time, up to this.
+    commit_retry_max_delay: float = 5.0
+    #: Shutting down, the journal keeps retrying a failing store this long before giving up.
+    shutdown_flush_timeout: float = 30.0
     #: Snapshot a document after this many logged updates, or this many seconds.
     snapshot_every_updates: int = 1000
     snapshot_every_seconds: float = 300.0

@@ -121,3 +121,20 @@ class Store(Protocol):
     async def delete(self, doc: str) -> bool:
         """Remove a document, its log and its snapshots. ``False`` if it did not exist."""
         ...
+
+
+def store_from_url(url: str) -> Store:
+    """Build (but do not open) the store a URL names.
+
+    ``memory://`` gives a :class:`~collab.store.memory.MemoryStore` (tests);
+    ``sqlite:///path.db``, ``postgresql://...`` and ``postgresql+asyncpg://...``
+    give a :class:`~collab.store.sql.SqlStore`. Call ``await store.open()`` next.
+    Raises ``StoreError`` for a URL no store understands.
+    """
+    if url.startswith("memory:"):
+        from collab.store.memory import MemoryStore
+
+        return MemoryStore()
+    from collab.store.sql import SqlStore
+
+    return SqlStore(url)

@@ -1,0 +1,404 @@
+"""The durable store: SQLite or PostgreSQL through SQLAlchemy Core's asyncio extension.
+
+Schema (created on :meth:`SqlStore.open`; ``schema_version`` records which one)::
+
+    documents(id PK, name UNIQUE, created_at, updated_at, last_seq)
+    updates(doc_id, seq, at, client, user, data)      PK (doc_id, seq)
+    snapshots(doc_id, seq, at, state)                 PK (doc_id, seq)
+    schema_version(version)
+
+Seqs are per document, from 1, without gaps except where retention merged a
+range. ``documents.last_seq`` is the counter: :meth:`SqlStore.append` bumps it
+with ``UPDATE ... RETURNING`` *before* inserting the rows, in the same
+transaction, so the row lock (PostgreSQL) or the database write lock (SQLite)
+serialises appenders across processes and no two batches get the same seqs.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a commit returns only once
+the WAL is fsynced, which is what "durable" promises (``NORMAL`` survives a
+process crash but can lose the last commits on power loss). Group commit pays
+that fsync once per batch. See docs/storage.md.
+
+Every SQLAlchemy, driver or OS error leaves this module as
+:class:`~collab.errors.StoreError`, chained to the original.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from collab.errors import StoreError
+from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot
+
+#: The schema this code reads and writes. Bump it and add a step to ``_MIGRATIONS``.
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+updates = sa.Table(
+    "updates",
+    metadata,
+    sa.Column(
+        "doc_id", sa.Integer, sa.ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("client", sa.Text, nullable=False),
+    sa.Column("user", sa.Text, nullable=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+snapshots_table = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column(
+        "doc_id", sa.Integer, sa.ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+#: ``version -> DDL`` that upgrades a database from ``version - 1``. Empty: version 1 is the first.
+_MIGRATIONS: dict[int, list[str]] = {}
+
+#: Errors that mean "the database failed", as opposed to a bug in this module.
+_FAILURES: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
+try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
+    import asyncpg  # type: ignore[import-untyped]
+
+    _FAILURES += (asyncpg.PostgresError, asyncpg.InterfaceError)
+except ImportError:  # pragma: no cover
+    pass
+
+#: Any value, so that PostgreSQL's advisory lock around schema creation is one well-known key.
+_SCHEMA_LOCK_KEY = 0x636F6C6C  # "coll"
+
+
+def engine_url(url: str) -> sa.URL:
+    """Turn a user-facing URL into one with an asyncio driver.
+
+    ``sqlite:///path.db`` -> aiosqlite; ``postgresql://`` / ``postgres://`` -> asyncpg.
+    Raises ``StoreError`` for anything else.
+    """
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "aiosqlite"):
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql" and driver in ("", "asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (history, loads) run while the journal writes. FULL: see module docstring.
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+class SqlStore:
+    """A :class:`~collab.store.Store` in a SQL database (see the module docstring).
+
+    Build it with a URL, ``await open()`` before use and ``await close()`` after.
+    It never blocks the event loop: aiosqlite runs SQLite in a thread, asyncpg is async.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = engine_url(url)
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+
+    @asynccontextmanager
+    async def _errors(self, action: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except _FAILURES as exc:
+            raise StoreError(f"{action} failed: {type(exc).__name__}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _begin(self, action: str) -> AsyncIterator[AsyncConnection]:
+        """One transaction; commits on success, rolls back and raises ``StoreError`` on failure."""
+        if self._engine is None:
+            raise StoreError(f"{action}: the store is not open")
+        async with self._errors(action), self._engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _connect(self, action: str) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (no explicit transaction kept open afterwards)."""
+        if self._engine is None:
+            raise StoreError(f"{action}: the store is not open")
+        async with self._errors(action), self._engine.connect() as conn:
+            yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which knows ``ON CONFLICT``."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def open(self) -> None:
+        async with self._errors("open"):
+            if self.dialect == "sqlite":
+                engine = create_async_engine(self.url)
+                sa.event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            else:
+                engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
+            self._engine = engine
+        try:
+            async with self._begin("create schema") as conn:
+                if self.dialect == "postgresql":
+                    # Several processes may open the same database at once.
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+                await conn.run_sync(metadata.create_all)
+                found = (
+                    await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
+                ).scalar()
+                if found is None:
+                    await conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                elif found > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"database schema version {found} is newer than this collab "
+                        f"({SCHEMA_VERSION}); upgrade collab"
+                    )
+                else:
+                    for version in range(found + 1, SCHEMA_VERSION + 1):
+                        for ddl in _MIGRATIONS[version]:
+                            await conn.exec_driver_sql(ddl)
+                    await conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            async with self._errors("close"):
+                await engine.dispose()
+
+    async def append(
+        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+    ) -> list[int]:
+        snapshots = snapshots or {}
+        if not entries and not snapshots:
+            return []
+        # Per document: how many entries, and the span of their timestamps.
+        counts: dict[str, int] = {}
+        first_at: dict[str, float] = {}
+        last_at: dict[str, float] = {}
+        for entry in entries:
+            counts[entry.doc] = counts.get(entry.doc, 0) + 1
+            first_at[entry.doc] = min(first_at.get(entry.doc, entry.at), entry.at)
+            last_at[entry.doc] = max(last_at.get(entry.doc, entry.at), entry.at)
+        now = time.time()
+        names = sorted(set(counts) | set(snapshots))  # fixed order: no lock-order deadlocks
+
+        async with self._begin("append") as conn:
+            # A write first: on SQLite this takes the write lock at once (no lock upgrade later).
+            await conn.execute(
+                self._insert(documents).on_conflict_do_nothing(index_elements=["name"]),
+                [
+                    {
+                        "name": name,
+                        "created_at": first_at.get(name, now),
+                        "updated_at": last_at.get(name, now),
+                        "last_seq": 0,
+                    }
+                    for name in names
+                ],
+            )
+            ids: dict[str, int] = {}
+            next_seq: dict[str, int] = {}
+            for name in names:
+                count = counts.get(name, 0)
+                newest = last_at.get(name)
+                updated = (
+                    documents.c.updated_at
+                    if newest is None
+                    else sa.case(
+                        (documents.c.updated_at < newest, newest), else_=documents.c.updated_at
+                    )
+                )
+                row = (
+                    await conn.execute(
+                        documents.update()
+                        .where(documents.c.name == name)
+                        .values(last_seq=documents.c.last_seq + count, updated_at=updated)
+                        .returning(documents.c.id, documents.c.last_seq)
+                    )
+                ).one()
+                ids[name] = row.id
+                next_seq[name] = row.last_seq - count + 1
+            seqs: list[int] = []
+            rows: list[dict[str, Any]] = []
+            for entry in entries:
+                seq = next_seq[entry.doc]
+                next_seq[entry.doc] = seq + 1
+                seqs.append(seq)
+                rows.append(
+                    {
+                        "doc_id": ids[entry.doc],
+                        "seq": seq,
+                        "at": entry.at,
+                        "client": entry.client,
+                        "user": entry.user,
+                        "data": entry.update,
+                    }
+                )
+            if rows:
+                await conn.execute(updates.insert(), rows)  # executemany: one round trip
+            if snapshots:
+                insert = self._insert(snapshots_table)
+                await conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["doc_id", "seq"],
+                        set_={"state": insert.excluded.state, "at": insert.excluded.at},
+                    ),
+                    [
+                        # next_seq is now one past the doc's last seq, whether or not it had entries
+                        {"doc_id": ids[name], "seq": next_seq[name] - 1, "at": now, "state": state}
+                        for name, state in snapshots.items()
+                    ],
+                )
+        return seqs
+
+    async def load(self, doc: str) -> Loaded:
+        async with self._connect("load") as conn:
+            snapshot = await self._latest_snapshot(conn, doc, None)
+            after = snapshot.seq if snapshot else 0
+            entries = await self._entries(conn, doc, after, None)
+        return Loaded(snapshot=snapshot, entries=entries)
+
+    async def documents(self) -> list[DocumentInfo]:
+        async with self._connect("documents") as conn:
+            result = await conn.execute(_INFO.order_by(documents.c.name))
+            return [DocumentInfo(*row) for row in result]
+
+    async def document(self, doc: str) -> DocumentInfo | None:
+        async with self._connect("document") as conn:
+            row = (await conn.execute(_INFO.where(documents.c.name == doc))).first()
+            return DocumentInfo(*row) if row else None
+
+    async def entries(self, doc: str, after: int = 0, upto: int | None = None) -> list[LogEntry]:
+        async with self._connect("entries") as conn:
+            return await self._entries(conn, doc, after, upto)
+
+    async def snapshot_before(self, doc: str, seq: int) -> Snapshot | None:
+        async with self._connect("snapshot_before") as conn:
+            return await self._latest_snapshot(conn, doc, seq)
+
+    async def replace_range(self, doc: str, first: int, last: int, merged: LogEntry) -> None:
+        if merged.seq != last or first > last:
+            raise StoreError(f"replace_range({first}, {last}) needs merged.seq == last >= first")
+        async with self._begin("replace_range") as conn:
+            doc_id = _doc_id(doc)
+            deleted = await conn.execute(
+                updates.delete().where(
+                    updates.c.doc_id == doc_id, updates.c.seq.between(first, last)
+                )
+            )
+            found = (await conn.execute(sa.select(doc_id))).scalar()
+            if found is None:
+                raise StoreError(f"no document {doc!r}")
+            if deleted.rowcount == 0:
+                raise StoreError(f"{doc!r} has no entries in {first}..{last}")
+            await conn.execute(
+                updates.insert().values(
+                    doc_id=found,
+                    seq=last,
+                    at=merged.at,
+                    client=merged.client,
+                    user=merged.user,
+                    data=merged.update,
+                )
+            )
+
+    async def delete(self, doc: str) -> bool:
+        async with self._begin("delete") as conn:
+            doc_id = _doc_id(doc)
+            await conn.execute(updates.delete().where(updates.c.doc_id == doc_id))
+            await conn.execute(snapshots_table.delete().where(snapshots_table.c.doc_id == doc_id))
+            result = await conn.execute(documents.delete().where(documents.c.name == doc))
+            return bool(result.rowcount)
+
+    @staticmethod
+    async def _latest_snapshot(
+        conn: AsyncConnection, doc: str, upto: int | None
+    ) -> Snapshot | None:
+        query = sa.select(
+            snapshots_table.c.seq, snapshots_table.c.state, snapshots_table.c.at
+        ).where(snapshots_table.c.doc_id == _doc_id(doc))
+        if upto is not None:
+            query = query.where(snapshots_table.c.seq <= upto)
+        row = (await conn.execute(query.order_by(snapshots_table.c.seq.desc()).limit(1))).first()
+        return Snapshot(seq=row.seq, state=bytes(row.state), at=row.at) if row else None
+
+    @staticmethod
+    async def _entries(
+        conn: AsyncConnection, doc: str, after: int, upto: int | None
+    ) -> list[LogEntry]:
+        query = sa.select(
+            updates.c.seq, updates.c.data, updates.c.at, updates.c.client, updates.c.user
+        ).where(updates.c.doc_id == _doc_id(doc), updates.c.seq > after)
+        if upto is not None:
+            query = query.where(updates.c.seq <= upto)
+        result = await conn.execute(query.order_by(updates.c.seq))
+        return [
+            LogEntry(seq, bytes(data), at, client, user) for seq, data, at, client, user in result
+        ]
+
+
+_INFO = sa.select(
+    documents.c.name, documents.c.created_at, documents.c.updated_at, documents.c.last_seq
+)
+
+
+def _doc_id(doc: str) -> sa.ScalarSelect[int]:
+    """The id of document ``doc`` as a subquery, so reads by name take one round trip."""
+    return sa.select(documents.c.id).where(documents.c.name == doc).scalar_subquery()
