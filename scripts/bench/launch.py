@@ -38,18 +38,20 @@ def free_port() -> int:
 def server_command(kind: str, port: int, workdir: Path, pycrdt_store: str) -> list[str]:
     """The argv that starts ``kind`` on 127.0.0.1:``port``, keeping its files in ``workdir``."""
     if kind == "collab":
-        return [
-            sys.executable,
-            "-m",
-            "collab",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{workdir / 'bench.db'}",
-        ]
+        db_url = f"sqlite:///{workdir / 'bench.db'}"
+        if (REPO / "collab" / "__main__.py").exists():
+            return [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"] + [
+                "--port",
+                str(port),
+                "--db",
+                db_url,
+            ]
+        # Before the CLI existed: the same server through its Python entry point.
+        code = (
+            "from collab.config import Config; from collab.server import run; "
+            f"run(Config(host='127.0.0.1', port={port}, db_url={db_url!r}))"
+        )
+        return [sys.executable, "-c", code]
     if kind == "pycrdt":
         return [
             sys.executable,
