@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().with_name("pycrdt_server.py")
@@ -35,16 +35,19 @@ def free_port() -> int:
         return port
 
 
-def server_command(kind: str, port: int, workdir: Path, pycrdt_store: str) -> list[str]:
-    """The argv that starts ``kind`` on 127.0.0.1:``port``, keeping its files in ``workdir``."""
+def server_command(
+    kind: str, port: int, workdir: Path, pycrdt_store: str, collab_db: str | None = None
+) -> list[str]:
+    """The argv that starts ``kind`` on 127.0.0.1:``port``, keeping its files in ``workdir``.
+
+    collab stores into ``collab_db`` (a store URL), by default a fresh SQLite file.
+    """
     if kind == "collab":
-        db_url = f"sqlite:///{workdir / 'bench.db'}"
+        db_url = collab_db or f"sqlite:///{workdir / 'bench.db'}"
         if (REPO / "collab" / "__main__.py").exists():
-            return [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"] + [
-                "--port",
-                str(port),
-                "--db",
-                db_url,
+            return [
+                *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+                *("--port", str(port), "--db", db_url),
             ]
         # Before the CLI existed: the same server through its Python entry point.
         code = (
@@ -109,7 +112,9 @@ class ServerProcess:
                 self.popen.wait()
 
 
-def start_server(kind: str, workdir: Path, pycrdt_store: str = "none") -> ServerProcess:
+def start_server(
+    kind: str, workdir: Path, pycrdt_store: str = "none", collab_db: str | None = None
+) -> ServerProcess:
     """Start ``kind`` and return once it accepts TCP connections.
 
     Raises RuntimeError (with the tail of the server's log) if it exits or is not
@@ -122,7 +127,7 @@ def start_server(kind: str, workdir: Path, pycrdt_store: str = "none") -> Server
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            server_command(kind, port, workdir, pycrdt_store),
+            server_command(kind, port, workdir, pycrdt_store, collab_db),
             cwd=REPO,
             env=env,
             stdout=log,

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import websockets
 from pycrdt import (
     Doc,
@@ -99,7 +99,7 @@ class Editor:
         self.doc_index = doc_index
         self.url = url
         self.tally = tally
-        self.doc = Doc()
+        self.doc: Doc[Text] = Doc()
         self.text = self.doc.get("text", type=Text)
         self.synced = asyncio.Event()
         self.arrivals: list[tuple[bytes, int]] = []
@@ -201,6 +201,8 @@ class PhaseResult:
     server_cpu_seconds: float | None = None
     server_peak_rss: int | None = None
     generator_busy: float = 0.0
+    #: Cores busy machine-wide over the window (server, generator and anything else).
+    machine_busy: float = 0.0
     loop_lag_p99_ms: float = 0.0
 
     @property
@@ -327,6 +329,7 @@ async def run_phase(
         on_start()
     tally.recording = True
     cpu0 = sum(me.cpu_times()[:2])
+    machine0 = _machine_busy()
     wall0 = time.monotonic()
     lag.start()
     t0 = loop.time() + 0.05
@@ -338,12 +341,19 @@ async def run_phase(
     result.loop_lag_p99_ms = await lag.stop()
     result.wall_seconds = time.monotonic() - wall0
     result.generator_busy = (sum(me.cpu_times()[:2]) - cpu0) / result.wall_seconds
+    result.machine_busy = (_machine_busy() - machine0) / result.wall_seconds
     if on_stop is not None:
         on_stop()
     tally.recording = False
     await asyncio.gather(*(editor.close() for editor in editors))
     _score(result, editors, tally)
     return result
+
+
+def _machine_busy() -> float:
+    """CPU seconds every process on the machine has used so far (all cores, not idle)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def _score(result: PhaseResult, editors: list[Editor], tally: Tally) -> None:

@@ -86,7 +86,7 @@ async def _main(host: str, port: int, store: str, db: str) -> None:
         ws_server = WebsocketServer(exception_handler=exception_logger)
 
     async def handler(connection: ServerConnection) -> None:
-        await ws_server.serve(_Channel(connection))  # type: ignore[arg-type]
+        await ws_server.serve(_Channel(connection))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
