@@ -279,16 +279,21 @@ async def text_at(
     return str(replay.get(config.text_root, type=Text)), version
 
 
-async def diff(store: Store, config: Config, doc: str, old: At | None, new: At | None) -> str:
+async def diff(
+    store: Store, config: Config, doc: str, old: At | None, new: At | None
+) -> tuple[str, list[Version | None]]:
     """A unified diff (``difflib``, 3 lines of context) from version ``old`` to ``new``.
 
-    A last line without a newline is marked ``\\ No newline at end of file``, as
-    ``diff`` and ``git`` do. Identical texts give an empty string.
+    Returns the diff and the two versions compared. A last line without a newline
+    is marked ``\\ No newline at end of file``, as ``diff`` and ``git`` do.
+    Identical texts give an empty diff.
     """
     found = await _light_versions(store, config, doc)
     texts, labels = [], []
+    compared: list[Version | None] = []
     for point in (old, new):
         version = resolve(found, point)
+        compared.append(version)
         replay = await doc_at(store, doc, version.last_seq if version else None)
         texts.append(str(replay.get(config.text_root, type=Text)))
         labels.append(f"{doc}@{version.id if version else 0}")
@@ -303,7 +308,7 @@ async def diff(store: Store, config: Config, doc: str, old: At | None, new: At |
         out.append(line)
         if not line.endswith("\n"):
             out.append("\n\\ No newline at end of file\n")
-    return "".join(out)
+    return "".join(out), compared
 
 
 class _Authorship:
@@ -360,15 +365,19 @@ class _Authorship:
         return spans
 
 
-async def attribution(store: Store, config: Config, doc: str, at: At | None = None) -> list[Span]:
+async def attribution(
+    store: Store, config: Config, doc: str, at: At | None = None
+) -> tuple[list[Span], Version | None]:
     """Who wrote each part of the text at ``at`` (default: now), as runs of one author.
+
+    Returns the runs (their texts joined are the text) and the version they describe.
 
     Replays the log from the start (a snapshot says nothing of authors). An entry
     merged by retention is credited to all its authors, comma-joined.
     """
     version = resolve(await _light_versions(store, config, doc), at)
     if version is None:
-        return []
+        return [], None
     replay: Doc[Any] = Doc()
     text = replay.get(config.text_root, type=Text)
     tracker = _Authorship()
@@ -379,7 +388,8 @@ async def attribution(store: Store, config: Config, doc: str, at: At | None = No
             _apply(replay, entry.update, entry.seq)
     finally:
         text.unobserve(subscription)
-    return tracker.spans()
+    spans = tracker.spans()
+    return spans, dataclasses.replace(version, size=sum(len(span.text) for span in spans))
 
 
 def _window(entry: LogEntry, config: Config, now: float) -> tuple[str, int] | None:
