@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import shutil
 import sqlite3
 import statistics
@@ -51,26 +52,33 @@ PG_URL = os.environ.get("COLLAB_BENCH_POSTGRES_URL", "postgresql://postgres@127.
 WORDS = "the quick brown fox jumps over the lazy dog while collab commits in groups ".split()
 
 
-def typing(count: int) -> list[bytes]:
-    """The updates of one editor typing ``count`` characters (words, spaces, a few backspaces)."""
+def typing(count: int, seed: int = 0) -> list[bytes]:
+    """The updates of one editor typing ``count`` keystrokes.
+
+    Words with a space, a typo fixed now and then (a backspace), and after each
+    word the cursor moves to a random place, as when editing. (Typing 100,000
+    characters without ever moving the cursor is pycrdt's worst case: applying
+    each update then costs time proportional to the run's length; see
+    docs/performance.md.)
+    """
+    rnd = random.Random(seed)
     doc = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
-    length = 0  # UTF-8 bytes == characters: ASCII only
-    i = 0
+    length = 0  # ASCII only: UTF-8 offsets == characters
     while len(updates) < count:
-        word = WORDS[i % len(WORDS)] + " "
-        i += 1
-        for char in word:
+        cursor = rnd.randint(0, length)
+        for char in rnd.choice(WORDS) + " ":
             if len(updates) >= count:
                 break
-            if i % 7 == 0 and char == "o" and length:  # a typo, fixed at once
-                del text[length - 1 : length]
-                length -= 1
-                continue
-            text.insert(length, char)
+            text.insert(cursor, char)
+            cursor += 1
             length += 1
+            if rnd.random() < 0.02:  # a typo, fixed at once
+                del text[cursor - 1 : cursor]
+                cursor -= 1
+                length -= 1
     return updates[:count]
 
 
@@ -249,7 +257,7 @@ async def main() -> None:
     print("| editors | collab SQLite | collab PostgreSQL | pycrdt-store SQLite | ratio (SQLite) |")
     print("|---:|---:|---:|---:|---:|")
     for count in (1, 10, 100):
-        editors = [typing(total // count) for _ in range(count)]
+        editors = [typing(total // count, seed) for seed in range(count)]
         few = [u[: max(1, theirs_total // count)] for u in editors]
         sqlite_rate = await ours(
             f"sqlite:///{workdir / 'collab.db'}", editors, args.flush_every, config
