@@ -583,3 +583,18 @@ async def test_postgres_going_away_and_coming_back(
         finally:
             await store.close()
             await proxy.stop()
+
+
+async def test_a_long_unsnapshotted_log_gets_a_snapshot_when_closed(
+    store: Store, prefix: str
+) -> None:
+    editor, name = Editor(), f"{prefix}-long"
+    await store.append([NewEntry(name, editor.insert(i, "q"), 1.0, "c1") for i in range(30)])
+    loaded = await store.load(name)
+    assert loaded.snapshot is None
+    async with Journal(store, Config(snapshot_every_updates=10)) as journal:
+        log = journal.open(name, editor.doc.get_update, loaded.last_seq, len(loaded.entries))
+        await within(log.close())  # nothing appended, but the log it was loaded from is long
+    snapshot = (await store.load(name)).snapshot
+    assert snapshot is not None and snapshot.seq == 30
+    assert rebuild(snapshot.state, []) == "q" * 30
