@@ -115,6 +115,17 @@ class DocumentLog:
         entry = NewEntry(doc=self.doc, update=update, at=time.time(), client=client, user=user)
         self._journal._enqueue(self, entry, on_durable)
 
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything appended so far is durable (now if it is).
+
+        For an update that changed nothing (the document already had it): it is
+        as durable as the log it is already in.
+        """
+        if not self.pending:
+            callback()
+        else:
+            self._journal._when_committed(self._last_ticket, callback)
+
     async def flush(self) -> None:
         """Return once everything appended so far is durable.
 
@@ -175,6 +186,7 @@ class Journal:
         self._tickets = 0
         self._committed = 0  # every ticket <= this is durable
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._ticket_callbacks: list[tuple[int, Callable[[], None]]] = []
         self._snapshot_requests: dict[DocumentLog, list[asyncio.Future[None]]] = {}
         self._failure: StoreError | None = None
         self._work = asyncio.Event()  # something is queued or requested
@@ -264,6 +276,9 @@ class Journal:
         self._work.set()
         if len(self._queue) >= self.config.commit_max_updates:
             self._full.set()
+
+    def _when_committed(self, ticket: int, callback: Callable[[], None]) -> None:
+        self._ticket_callbacks.append((ticket, callback))
 
     async def _wait_committed(self, ticket: int) -> None:
         if ticket <= self._committed:
@@ -382,6 +397,16 @@ class Journal:
                     pending.on_durable()
                 except Exception:
                     logger.exception("an on_durable callback of %r failed", pending.entry.doc)
+        if self._ticket_callbacks:
+            due = [cb for ticket, cb in self._ticket_callbacks if ticket <= self._committed]
+            self._ticket_callbacks = [
+                (t, cb) for t, cb in self._ticket_callbacks if t > self._committed
+            ]
+            for callback in due:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("a durability callback failed")
         for futures in batch.requests.values():
             for future in futures:
                 if not future.done():

@@ -1,0 +1,145 @@
+// mountEditor: one collaborative textarea, its connection, status line and presence.
+//
+// The connection is y-websocket's stock WebsocketProvider - reconnect with backoff,
+// resync by state vectors and awareness all come from it; collab's browser client
+// adds nothing to the wire. This module only wires the pieces together and keeps
+// the status line honest.
+
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { TextareaBinding } from './binding.js'
+import { colorFor, loadName, others, saveName, setUser } from './presence.js'
+
+/** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
+export function defaultServerUrl (loc = window.location) {
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}`
+}
+
+/**
+ * Bind `textarea` to the root text of document `docName` on the collab server.
+ *
+ * @param {HTMLTextAreaElement} textarea
+ * @param {object} options
+ * @param {string} options.docName
+ * @param {string} [options.serverUrl] default: the host that served the page
+ * @param {string} [options.textName] root Y.Text name; collab's history reads "text"
+ * @param {HTMLElement} [options.status] receives the status line text (and data-state)
+ * @param {HTMLElement} [options.presence] receives one chip per other person here
+ * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
+ * @param {HTMLElement} [options.selfDot] shows the user's own colour
+ * @returns {{doc: Y.Doc, text: Y.Text, provider: WebsocketProvider, binding: TextareaBinding,
+ *            state: () => {status: string, synced: boolean, unsynced: number}, destroy: () => void}}
+ */
+export function mountEditor (textarea, options) {
+  const { docName, serverUrl = defaultServerUrl(), textName = 'text' } = options
+  const doc = new Y.Doc()
+  const text = doc.getText(textName)
+  const binding = new TextareaBinding(text, textarea)
+  // BroadcastChannel sync between tabs is off: the server is the one source of truth,
+  // so "synced" on the status line means "the server has it", not "another tab has it".
+  const provider = new WebsocketProvider(serverUrl, docName, doc, { disableBc: true })
+  const { awareness } = provider
+
+  let status = 'connecting' // y-websocket's: connecting | connected | disconnected
+  let everConnected = false
+  let closedReason = null
+  let unsynced = 0
+
+  const render = () => {
+    const el = options.status
+    if (!el) return
+    let state, label
+    if (closedReason !== null) {
+      state = 'closed'
+      label = `disconnected · ${closedReason}`
+    } else if (status === 'connected' && provider.synced) {
+      state = 'synced'
+      label = 'connected · synced'
+    } else if (status === 'connected') {
+      state = 'syncing'
+      label = 'connected · syncing'
+    } else if (!everConnected) {
+      state = 'connecting'
+      label = 'connecting'
+    } else {
+      state = 'offline'
+      label = `offline · ${unsynced} unsynced edit${unsynced === 1 ? '' : 's'}`
+    }
+    el.dataset.state = state
+    el.textContent = label
+  }
+
+  const renderPresence = () => {
+    const el = options.presence
+    if (!el) return
+    const people = others(awareness)
+    el.replaceChildren(...people.map(({ name, color }) => {
+      const chip = document.createElement('span')
+      chip.className = 'person'
+      chip.title = name
+      const dot = document.createElement('span')
+      dot.className = 'dot'
+      dot.style.background = color
+      chip.append(dot, document.createTextNode(name))
+      return chip
+    }))
+    el.dataset.count = String(people.length)
+  }
+
+  provider.on('status', ({ status: s }) => {
+    status = s
+    if (s === 'connected') {
+      everConnected = true
+      closedReason = null
+    }
+    render()
+  })
+  provider.on('sync', (synced) => {
+    // The server answered our step 1, and our step 2 (everything done offline) went out
+    // before that answer was read: nothing local is pending any more.
+    if (synced) unsynced = 0
+    render()
+  })
+  provider.on('closed', ({ code, reason }) => {
+    closedReason = reason || `the server refused this document (${code})`
+    render()
+  })
+  doc.on('update', (_update, origin) => {
+    const local = origin === binding.origin || origin === binding.undoManager
+    if (local && !(status === 'connected' && provider.synced)) {
+      unsynced++
+      render()
+    }
+  })
+
+  const name = loadName(doc.clientID)
+  setUser(awareness, name)
+  if (options.selfDot) options.selfDot.style.background = colorFor(doc.clientID)
+  if (options.nameInput) {
+    const input = options.nameInput
+    input.value = name
+    input.addEventListener('change', () => {
+      const chosen = input.value.trim().slice(0, 60)
+      if (!chosen) { input.value = awareness.getLocalState()?.user?.name ?? name; return }
+      input.value = chosen
+      saveName(chosen)
+      setUser(awareness, chosen)
+    })
+  }
+  awareness.on('change', renderPresence)
+  render()
+  renderPresence()
+
+  return {
+    doc,
+    text,
+    provider,
+    binding,
+    state: () => ({ status, synced: provider.synced, unsynced }),
+    destroy () {
+      binding.destroy()
+      provider.destroy()
+      doc.destroy()
+    }
+  }
+}

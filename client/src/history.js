@@ -1,0 +1,106 @@
+// The history page: the versions of one document, the text of the chosen version,
+// its diff against the current text, and downloads of the exports. Read-only: it
+// uses the HTTP API and never opens the live document.
+
+import { exportUrl, fetchText, formatWhen, listVersions } from './api.js'
+import { lineDiff } from './linediff.js'
+
+const FORMATS = [['txt', 'Plain text'], ['md', 'Markdown'], ['json', 'JSON']]
+
+export async function mountHistory (root, docName) {
+  const listEl = root.querySelector('#versions')
+  const titleEl = root.querySelector('#version-title')
+  const textEl = root.querySelector('#version-text')
+  const diffEl = root.querySelector('#version-diff')
+  const statsEl = root.querySelector('#diff-stats')
+  const downloadsEl = root.querySelector('#downloads')
+  const panel = root.querySelector('#version-panel')
+
+  let versions
+  try {
+    versions = await listVersions(docName)
+  } catch (err) {
+    listEl.innerHTML = ''
+    const li = document.createElement('li')
+    li.className = 'empty'
+    li.textContent = err.status === 404 ? 'This document has no history yet.' : `History is unavailable (${err.message}).`
+    listEl.append(li)
+    panel.hidden = true
+    return
+  }
+  if (versions.length === 0) {
+    listEl.innerHTML = '<li class="empty">No versions yet: edit the document and come back.</li>'
+    panel.hidden = true
+    return
+  }
+
+  let current = null
+  const currentText = () => current ?? (current = fetchText(docName))
+  let selection = 0
+
+  const select = async (index) => {
+    selection = index
+    const v = versions[index]
+    for (const [i, li] of [...listEl.children].entries()) li.setAttribute('aria-selected', String(i === index))
+    titleEl.textContent = `Version ${v.id} · ${formatWhen(v.at)}`
+    downloadsEl.replaceChildren(...FORMATS.map(([format, label]) => {
+      const a = document.createElement('a')
+      a.className = 'button'
+      a.href = exportUrl(docName, format, v.id)
+      a.download = `${docName}@${v.id}.${format}`
+      a.dataset.format = format
+      a.textContent = `Download ${label}`
+      return a
+    }))
+    textEl.textContent = 'Loading…'
+    diffEl.replaceChildren()
+    const [text, now] = await Promise.all([fetchText(docName, v.id), currentText()])
+    if (selection !== index) return // the user chose another version meanwhile
+    textEl.textContent = text
+    renderDiff(text, now)
+  }
+
+  const renderDiff = (before, after) => {
+    const lines = lineDiff(before, after)
+    let added = 0
+    let removed = 0
+    diffEl.replaceChildren(...lines.map(({ op, line }) => {
+      if (op === '+') added++
+      if (op === '-') removed++
+      const div = document.createElement('div')
+      div.className = op === '+' ? 'add' : op === '-' ? 'del' : 'same'
+      div.textContent = `${op} ${line}`
+      return div
+    }))
+    statsEl.textContent = added || removed
+      ? `${added} line${added === 1 ? '' : 's'} added, ${removed} removed since this version`
+      : 'identical to the current text'
+  }
+
+  listEl.replaceChildren(...versions.map((v, i) => {
+    const li = document.createElement('li')
+    li.tabIndex = 0
+    li.setAttribute('role', 'option')
+    li.dataset.version = v.id
+    const when = document.createElement('span')
+    when.className = 'when'
+    when.textContent = formatWhen(v.at)
+    when.title = v.at ? v.at.toLocaleString() : ''
+    const meta = document.createElement('span')
+    meta.className = 'meta'
+    meta.textContent = [
+      v.users.length ? v.users.join(', ') : null,
+      v.size !== null ? `${v.size} chars` : null
+    ].filter(Boolean).join(' · ') || `version ${v.id}`
+    li.append(when, meta)
+    li.addEventListener('click', () => select(i))
+    li.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(i) }
+      if (e.key === 'ArrowDown' && i + 1 < versions.length) listEl.children[i + 1].focus()
+      if (e.key === 'ArrowUp' && i > 0) listEl.children[i - 1].focus()
+    })
+    return li
+  }))
+  // Open on the previous version when there is one: its diff says what changed last.
+  await select(versions.length > 1 ? 1 : 0)
+}

@@ -1,0 +1,44 @@
+// Entry point of collab's bundle (collab/static/app.js).
+//
+// Pages served by collab mark their <body> with data-collab-page; the matching view
+// starts on load. Embedding pages import { mountEditor } from this module and call it
+// themselves (docs/browser-client.md); nothing runs for them unasked.
+
+import { mountEditor } from './editor.js'
+import { mountHistory } from './history.js'
+import { mountHome } from './home.js'
+
+export { mountEditor, defaultServerUrl } from './editor.js'
+export { TextareaBinding, diff } from './binding.js'
+
+/** The document name from a `/d/<doc>` or `/d/<doc>/history` URL. */
+export function docNameFromPath (pathname = window.location.pathname) {
+  const match = /^\/d\/([^/]+)/.exec(pathname)
+  return match ? decodeURIComponent(match[1]) : null
+}
+
+function start () {
+  const page = document.body.dataset.collabPage
+  if (page === 'home') {
+    mountHome(document.body)
+  } else if (page === 'editor') {
+    const docName = docNameFromPath()
+    document.title = `${docName} · collab`
+    const editor = mountEditor(document.getElementById('editor'), {
+      docName,
+      status: document.getElementById('status'),
+      presence: document.getElementById('presence'),
+      nameInput: document.getElementById('name'),
+      selfDot: document.getElementById('self-dot')
+    })
+    // A handle for the console and for tests; nothing in the page depends on it.
+    window.collabEditor = editor
+    document.getElementById('editor').focus()
+  } else if (page === 'history') {
+    const docName = docNameFromPath()
+    document.title = `History of ${docName} · collab`
+    mountHistory(document.body, docName)
+  }
+}
+
+if (typeof document !== 'undefined' && document.body?.dataset.collabPage) start()

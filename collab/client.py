@@ -1,0 +1,323 @@
+"""An async Python client for scripts, bots and tests.
+
+It keeps a local ``pycrdt.Doc`` in sync with one document on a collab (or any
+y-websocket) server. Edit ``client.doc`` as usual: every local transaction is
+sent as an update while connected. When the connection drops, edits go on in
+the local Doc; on reconnect (exponential backoff with jitter) both sides
+exchange state vectors and send only what the other lacks, exactly as
+y-websocket's provider does.
+
+    async with connect("ws://127.0.0.1:8000/notes") as client:
+        await client.wait_synced()
+        text = client.doc.get("text", type=Text)
+        text += "hello"
+        await client.wait_saved()   # with saved_acks=True: it is in the database
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pycrdt import Doc, TransactionEvent
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import broadcast
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from collab import protocol
+from collab.awareness import AwarenessTable
+from collab.errors import CollabError
+from collab.protocol import (
+    Auth,
+    Awareness,
+    AwarenessEntry,
+    QueryAwareness,
+    Saved,
+    SyncStep1,
+    SyncStep2,
+    Update,
+)
+
+log = logging.getLogger("collab.client")
+
+#: Transaction origin of updates that came from the server (never sent back).
+REMOTE = "collab.client.remote"
+#: y-protocols renews a local awareness state every 15 s and drops others' after 30 s.
+AWARENESS_RENEWAL = 15.0
+AWARENESS_TIMEOUT = 30.0
+
+
+class PermissionDenied(CollabError):
+    """The server refused this client (an auth message); it does not reconnect."""
+
+
+class Client:
+    """One document, kept in sync with a server. Use :func:`connect` to make one."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        doc: Doc[Any] | None = None,
+        saved_acks: bool = False,
+        reconnect: bool = True,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        max_message_size: int = 128 * 1024 * 1024,
+    ) -> None:
+        if saved_acks:
+            url += ("&" if "?" in url else "?") + "saved=1"
+        self.url = url
+        self.doc: Doc[Any] = Doc() if doc is None else doc
+        self.saved_acks = saved_acks
+        self._reconnect = reconnect
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_size = max_message_size
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._synced = False
+        self._error: BaseException | None = None
+        #: Update-bearing messages sent on this connection, and how many the server saved.
+        self._sent = 0
+        self._acked = 0
+        self._dirty = False  # local edits not yet sent on any connection
+        self._applying = False
+        self._local_clock = 0
+        self._local_state: dict[str, Any] | None = None
+        self._awareness = AwarenessTable(AWARENESS_TIMEOUT)
+        self._subscription = self.doc.observe(self._on_transaction)
+        #: Times this client has (re)connected; useful for scripts and tests.
+        self.connections = 0
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
+    def synced(self) -> bool:
+        """True once the server's step 2 arrived on the current connection."""
+        return self._synced
+
+    @property
+    def saved(self) -> bool:
+        """True when every local edit is known durable on the server (needs ``saved_acks``)."""
+        return self.connected and not self._dirty and self._acked >= self._sent
+
+    @property
+    def peers(self) -> dict[int, dict[str, Any]]:
+        """Other clients' awareness states, by Yjs client id."""
+        own = self.doc.client_id
+        return {
+            e.client_id: json.loads(e.state)
+            for e in self._awareness.entries()
+            if e.client_id != own
+        }
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds; it is re-checked after every change.
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds.
+            PermissionDenied: the server refused this client.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if predicate():
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        await self.wait_for(lambda: self.synced, timeout)
+
+    async def wait_saved(self, timeout: float = 10.0) -> None:
+        """Wait until every local edit so far is durable on the server."""
+        if not self.saved_acks:
+            raise ValueError("connect with saved_acks=True to be told when edits are saved")
+        await self.wait_for(lambda: self.saved, timeout)
+
+    # -- awareness ----------------------------------------------------------------------------
+
+    def set_awareness(self, state: dict[str, Any] | None) -> None:
+        """Set (or clear, with ``None``) this client's presence and announce it."""
+        self._local_state = state
+        self._local_clock += 1
+        self._send_local_awareness()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting in the background (``async with`` does this)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"collab client {self.url}")
+
+    async def close(self) -> None:
+        """Say goodbye (presence removed) and stop; the local Doc stays usable."""
+        ws = self._ws
+        if ws is not None and self._local_state is not None:
+            self._local_state = None
+            self._local_clock += 1
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(self._awareness_frame())
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if ws is not None:
+            await ws.close()
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self._backoff_initial
+        while True:
+            try:
+                async with ws_connect(
+                    self.url,
+                    compression=None,
+                    max_size=self._max_size,
+                    open_timeout=10,
+                ) as ws:
+                    backoff = self._backoff_initial
+                    await self._session(ws)
+            except PermissionDenied as exc:
+                self._error = exc
+                self._changed.set()
+                return
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+                log.info("connection to %s lost: %s", self.url, exc)
+            except InvalidURI as exc:
+                self._error = exc
+                self._changed.set()
+                return
+            finally:
+                if self._acked < self._sent:
+                    self._dirty = True  # unacknowledged edits ride in the next step 2
+                self._ws = None
+                self._synced = False
+                self._awareness = AwarenessTable(AWARENESS_TIMEOUT)
+                self._changed.set()
+            if not self._reconnect:
+                return
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, self._backoff_max)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._sent = self._acked = 0
+        self.connections += 1
+        await ws.send(protocol.encode(SyncStep1(self.doc.get_state())))
+        if self._local_state is not None:
+            await ws.send(self._awareness_frame())
+        renewer = asyncio.create_task(self._renew_awareness(ws))
+        try:
+            async for frame in ws:
+                if isinstance(frame, str):
+                    raise ConnectionClosed(None, None)
+                await self._receive(ws, frame)
+        finally:
+            renewer.cancel()
+
+    async def _receive(self, ws: ClientConnection, frame: bytes) -> None:
+        message = protocol.decode(frame)
+        match message:
+            case SyncStep1(state_vector):
+                self._dirty = False
+                self._sent += 1
+                await ws.send(protocol.encode(SyncStep2(self.doc.get_update(state_vector))))
+            case SyncStep2(update):
+                self._apply(update)
+                self._synced = True
+            case Update(update):
+                self._apply(update)
+            case Awareness(payload):
+                now = time.monotonic()
+                self._awareness.apply(protocol.decode_awareness(payload), owner=None, now=now)
+                self._awareness.expire(now)
+            case QueryAwareness():
+                await ws.send(self._awareness_frame())
+            case Saved(count):
+                self._acked = count
+            case Auth(reason):
+                raise PermissionDenied(f"permission denied: {reason}")
+        self._changed.set()
+
+    def _apply(self, update: bytes) -> None:
+        self._applying = True
+        try:
+            with self.doc.transaction(origin=REMOTE):
+                self.doc.apply_update(update)
+        finally:
+            self._applying = False
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Called inside every commit of the local Doc, remote ones included.
+        if self._applying:
+            return
+        ws = self._ws
+        if ws is None:
+            self._dirty = True  # goes out in our step 2 on the next connection
+        else:
+            self._sent += 1
+            # Written straight into the transport, in commit order; no task, no await.
+            broadcast((ws,), protocol.encode(Update(event.update)))
+        self._changed.set()
+
+    def _awareness_frame(self) -> bytes:
+        state = "null" if self._local_state is None else json.dumps(self._local_state)
+        entry = AwarenessEntry(self.doc.client_id, self._local_clock, state)
+        return protocol.encode(Awareness(protocol.encode_awareness([entry])))
+
+    def _send_local_awareness(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            broadcast((ws,), self._awareness_frame())
+
+    async def _renew_awareness(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(AWARENESS_RENEWAL)
+            if self._local_state is not None:
+                self._local_clock += 1
+                await _send_quietly(ws, self._awareness_frame())
+
+
+async def _send_quietly(ws: ClientConnection, frame: bytes) -> None:
+    # A send on a connection that just dropped is not an error: the Doc keeps the
+    # edit and the next connection's step 2 delivers it.
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(frame)
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
+    """Connect to ``url`` (``ws://host:port/<document>``) for the ``async with`` block.
+
+    Options are :class:`Client`'s keyword arguments (``saved_acks``, ``reconnect``,
+    ``doc``, backoff bounds).
+    """
+    client = Client(url, **options)
+    async with client:
+        yield client

@@ -1,0 +1,155 @@
+"""The browser client's pages and static files, served on the WebSocket port.
+
+``respond(path, query)`` answers the GETs that belong to the browser client and
+returns ``None`` for every other path, so the server can try the HTTP API next:
+
+- ``/``                  the start page (lists documents, creates one)
+- ``/d/<doc>``           the editor
+- ``/d/<doc>/history``   the history viewer
+- ``/static/<file>``     the committed bundle (built from ``client/``), CSS, icon
+
+Pages are small templates in ``collab/static/`` whose only variables are the
+(escaped) document name and content hashes of the static files: a page links
+``/static/app.js?v=<hash>``, and a request carrying the current hash may be cached
+for a year, because a new bundle has a new hash. Everything else is revalidated.
+Only names made of ``[A-Za-z0-9_-]`` plus one extension we know are served from the
+static folder, so no path can leave it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from functools import cache
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from collab.config import Config
+from collab.http import HttpResponse
+from collab.names import valid_name
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+}
+
+#: Templates are rendered, never served raw.
+_PAGES = {"home": "index.html", "editor": "editor.html", "history": "history.html"}
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)")
+_DOC_PATH = re.compile(r"/d/([^/]+)(/history)?/?")
+_DEFAULTS = Config()
+
+_NO_CACHE = "no-cache"
+_IMMUTABLE = "public, max-age=31536000, immutable"
+_HTML_HEADERS = {
+    "Cache-Control": _NO_CACHE,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # 'self' covers the page's own ws(s):// origin (CSP level 3).
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "style-src 'self'; base-uri 'none'; form-action 'self'"
+    ),
+}
+
+
+def respond(path: str, query: dict[str, str]) -> HttpResponse | None:
+    """The response for ``path`` if it is a page or static file, else ``None``.
+
+    ``path`` is the URL path without the query string (percent-encoding allowed);
+    ``query`` holds its decoded parameters (only ``v`` is read, on static files).
+    Never raises for any input string.
+    """
+    if path in ("/", "/index.html"):
+        return _page("home", None)
+    if path.startswith("/static/"):
+        return _static(path[len("/static/") :], query.get("v"))
+    match = _DOC_PATH.fullmatch(path)
+    if match is None:
+        return None
+    doc = unquote(match.group(1))
+    if not valid_doc_name(doc):
+        return _error_page(400, "Not a document name", _NAME_RULE)
+    return _page("history" if match.group(2) else "editor", doc)
+
+
+_NAME_RULE = (
+    "Document names are 1 to 128 letters, digits, dots, dashes or underscores, "
+    "and are not '.' or '..'."
+)
+
+
+def valid_doc_name(name: str) -> bool:
+    """Whether ``name`` may name a document, by the server's rule (:mod:`collab.names`).
+
+    Pages see no Config, so the default length bound applies here; the server checks
+    again, with the configured bound, when the editor's WebSocket connects.
+    """
+    return valid_name(name, _DEFAULTS)
+
+
+def _page(kind: str, doc: str | None) -> HttpResponse:
+    template = _read_text(_PAGES[kind])
+    values = {
+        "doc": html.escape(doc or "", quote=True),
+        "doc_url": html.escape(quote(doc or "", safe=""), quote=True),
+        "app_version": _version("app.js"),
+        "css_version": _version("style.css"),
+        "icon_version": _version("icon.svg"),
+    }
+    body = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
+    return HttpResponse(200, body.encode("utf-8"), "text/html; charset=utf-8", dict(_HTML_HEADERS))
+
+
+def _error_page(status: int, title: str, detail: str) -> HttpResponse:
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)} · collab</title>"
+        f'<link rel="stylesheet" href="/static/style.css?v={_version("style.css")}">'
+        f'<link rel="icon" href="/static/icon.svg?v={_version("icon.svg")}"></head>'
+        '<body><header class="bar"><a class="brand" href="/">collab</a></header>'
+        f'<main class="page narrow"><div class="card"><h2>{html.escape(title)}</h2>'
+        f'<p class="hint">{html.escape(detail)}</p><p><a href="/">All documents</a></p>'
+        "</div></main></body></html>"
+    )
+    return HttpResponse(
+        status, body.encode("utf-8"), "text/html; charset=utf-8", dict(_HTML_HEADERS)
+    )
+
+
+def _static(name: str, version: str | None) -> HttpResponse:
+    match = _STATIC_NAME.fullmatch(name)
+    kind = CONTENT_TYPES.get(match.group(1)) if match else None
+    if kind is None or not (STATIC_DIR / name).is_file():
+        return HttpResponse(404, b"not found\n", headers={"Cache-Control": _NO_CACHE})
+    cache_control = _IMMUTABLE if version == _version(name) else _NO_CACHE
+    headers = {
+        "Cache-Control": cache_control,
+        "X-Content-Type-Options": "nosniff",
+        # Public files; lets other sites import the editor module (docs/browser-client.md).
+        "Access-Control-Allow-Origin": "*",
+    }
+    return HttpResponse(200, _read_bytes(name), kind, headers)
+
+
+# Static files change only with a new release, so they are read once per process.
+@cache
+def _read_bytes(name: str) -> bytes:
+    return (STATIC_DIR / name).read_bytes()
+
+
+def _read_text(name: str) -> str:
+    return _read_bytes(name).decode("utf-8")
+
+
+@cache
+def _version(name: str) -> str:
+    """A short content hash of a static file, for cache-busting URLs."""
+    return hashlib.sha256(_read_bytes(name)).hexdigest()[:12]

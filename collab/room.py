@@ -1,0 +1,226 @@
+"""A room: one document in memory, the editors on it, and who is here.
+
+The room is plain code — no ``await``, no sockets, no SQL. The server hands it
+decoded messages (:meth:`Room.receive`); the room applies each update to its
+``pycrdt.Doc`` exactly once, with the sending editor as transaction origin, and
+pushes frames to the other editors through :meth:`Peer.send`, which never
+blocks. What the Doc integrated goes to the document's log (the journal) in
+the same synchronous step, so a snapshot taken between two updates always
+matches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pycrdt import Doc, TransactionEvent
+
+from collab import protocol
+from collab.awareness import AwarenessTable
+from collab.errors import Forbidden, InvalidPayload, ProtocolError
+from collab.protocol import (
+    Auth,
+    Awareness,
+    AwarenessEntry,
+    Message,
+    QueryAwareness,
+    Saved,
+    SyncStep1,
+    SyncStep2,
+    Update,
+)
+
+log = logging.getLogger("collab.room")
+
+
+class Peer(Protocol):
+    """One editor's connection, as the room sees it."""
+
+    #: Identifies the connection in logs and in the update log ("who sent it").
+    id: str
+    user: str | None
+    read_only: bool
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` for this editor. Must not block; a peer that cannot keep
+        up closes itself (SlowConsumer) instead of buffering without bound."""
+
+    def saved(self) -> None:
+        """One more update from this editor is durable (only called if it asked for acks)."""
+
+    @property
+    def wants_acks(self) -> bool: ...
+
+
+class Log(Protocol):
+    """Where accepted updates go to become durable (``collab.journal.DocumentLog``)."""
+
+    def append(
+        self,
+        update: bytes,
+        client: str,
+        user: str | None = None,
+        on_durable: Callable[[], None] | None = None,
+    ) -> None: ...
+
+    def when_durable(self, callback: Callable[[], None]) -> None: ...
+
+
+class Room:
+    """One document and its editors.
+
+    Call :meth:`join` when an editor arrives, :meth:`receive` for each message it
+    sends, and :meth:`leave` when its connection ends. Call :meth:`tick` every
+    few seconds so that silent editors' presence expires.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        doc: Doc[Any],
+        *,
+        awareness_timeout: float,
+        log: Log | None = None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.peers: set[Peer] = set()
+        self.awareness = AwarenessTable(awareness_timeout)
+        self._log = log
+        self._clock = clock
+        self._renewals: dict[int, AwarenessEntry] = {}
+        self._delta: bytes | None = None
+        self._subscription = doc.observe(self._on_transaction)
+
+    def attach_log(self, log: Log) -> None:
+        """Set the log once the journal knows the document (after loading)."""
+        self._log = log
+
+    # -- editors ------------------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        """Greet a new editor: our state vector (step 1) and who is here."""
+        self.peers.add(peer)
+        peer.send(protocol.encode(SyncStep1(self.doc.get_state())))
+        entries = self.awareness.entries()
+        if entries:
+            peer.send(_awareness_frame(entries))
+
+    def leave(self, peer: Peer) -> None:
+        """Forget an editor and announce that its presence is gone."""
+        self.peers.discard(peer)
+        removals = self.awareness.remove_owner(peer)
+        if removals:
+            self._broadcast(_awareness_frame(removals), exclude=None)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def receive(self, peer: Peer, message: Message, frame: bytes | None = None) -> None:
+        """Handle one message from ``peer``. ``frame`` is the raw frame it came in, if
+        available, so an update can be forwarded without re-encoding.
+
+        Raises:
+            InvalidPayload: the state vector, update or awareness cannot be decoded.
+            Forbidden: a read-only editor sent an update.
+        """
+        match message:
+            case Update(update):
+                self._apply(peer, update, frame)
+            case SyncStep2(update):
+                self._apply(peer, update, None)
+            case SyncStep1(state_vector):
+                try:
+                    missing = self.doc.get_update(state_vector)
+                except ValueError as exc:
+                    raise InvalidPayload("invalid state vector") from exc
+                peer.send(protocol.encode(SyncStep2(missing)))
+            case Awareness(payload):
+                self._receive_awareness(peer, payload)
+            case QueryAwareness():
+                peer.send(_awareness_frame(self.awareness.entries()))
+            case Auth() | Saved():
+                # Server-to-client messages; a client has no business sending them,
+                # but stock clients never do and ignoring them harms nothing.
+                log.debug("ignoring %s from %s", type(message).__name__, peer.id)
+
+    def tick(self) -> None:
+        """Expire silent presence and forward batched renewals. Call periodically."""
+        now = self._clock()
+        removals = self.awareness.expire(now)
+        if removals:
+            self._broadcast(_awareness_frame(removals), exclude=None)
+        if self._renewals:
+            renewals = [e for e in self._renewals.values() if e.client_id not in _ids(removals)]
+            self._renewals.clear()
+            if renewals:
+                self._broadcast(_awareness_frame(renewals), exclude=None)
+
+    def close(self) -> None:
+        """Detach from the Doc; the room must not be used afterwards."""
+        self.doc.unobserve(self._subscription)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
+        if peer.read_only:
+            raise Forbidden("this connection is read-only")
+        self._delta = None
+        try:
+            with self.doc.transaction(origin=peer):
+                self.doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidPayload("invalid update") from exc
+        delta, self._delta = self._delta, None
+        if delta is None:
+            # Nothing new (a duplicate, or held back until its dependencies arrive).
+            if peer.wants_acks:
+                self._ack_when_durable(peer)
+            return
+        if frame is None:
+            # A step 2 often carries more than was new (a whole delete set):
+            # forward only what the Doc integrated. An update frame goes on as it came.
+            frame = protocol.encode(Update(delta))
+        self._broadcast(frame, exclude=peer)
+        if self._log is not None:
+            on_durable = peer.saved if peer.wants_acks else None
+            self._log.append(delta, peer.id, peer.user, on_durable)
+        elif peer.wants_acks:
+            peer.saved()
+
+    def _ack_when_durable(self, peer: Peer) -> None:
+        if self._log is None:
+            peer.saved()
+        else:
+            self._log.when_durable(peer.saved)
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self._delta = event.update
+
+    def _receive_awareness(self, peer: Peer, payload: bytes) -> None:
+        try:
+            entries = protocol.decode_awareness(payload)
+        except ProtocolError as exc:
+            raise InvalidPayload(f"invalid awareness update: {exc.reason}") from exc
+        changes = self.awareness.apply(entries, owner=peer, now=self._clock())
+        if changes.changed:
+            self._broadcast(_awareness_frame(changes.changed), exclude=peer)
+        for entry in changes.renewed:
+            self._renewals[entry.client_id] = entry
+        for entry in changes.changed:
+            self._renewals.pop(entry.client_id, None)
+
+    def _broadcast(self, frame: bytes, exclude: Peer | None) -> None:
+        for peer in self.peers:
+            if peer is not exclude:
+                peer.send(frame)
+
+
+def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:
+    return protocol.encode(Awareness(protocol.encode_awareness(entries)))
+
+
+def _ids(entries: list[AwarenessEntry]) -> set[int]:
+    return {e.client_id for e in entries}

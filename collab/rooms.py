@@ -1,0 +1,170 @@
+"""Rooms by name: load each document once, unload it when nobody needs it.
+
+Loading is asynchronous (the store), so two editors opening a new document at
+the same instant must not get two rooms: the first :meth:`Rooms.acquire`
+starts one load task and every caller awaits that same task. A room is held
+while anyone has acquired it; when the last holder releases it, it stays loaded
+for ``unload_grace_seconds`` and is then flushed (every update durable, a final
+snapshot) and dropped. A caller arriving during an unload waits for it and then
+loads the document afresh, so nobody is ever served a half-unloaded room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from collab.config import Config
+from collab.room import Log, Room
+from collab.store import Loaded, Store
+
+log = logging.getLogger("collab.rooms")
+
+
+class ClosableLog(Log, Protocol):
+    async def close(self) -> None: ...
+
+
+class LogFactory(Protocol):
+    """What rooms need of the journal: a log per loaded document."""
+
+    def open(self, doc: str, state: Callable[[], bytes], last_seq: int) -> ClosableLog: ...
+
+
+class Rooms:
+    """Every loaded room of this process."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        journal: LogFactory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._journal = journal
+        self._clock = clock
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._rooms: dict[str, Room] = {}
+        self._logs: dict[str, ClosableLog] = {}
+        self._holders: dict[str, int] = {}
+        self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+        self._unloading: dict[str, asyncio.Task[None]] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._rooms
+
+    def loaded(self) -> list[str]:
+        """Names of the documents in memory now."""
+        return list(self._rooms)
+
+    def get(self, name: str) -> Room | None:
+        """The loaded room of ``name``, if any (does not load it)."""
+        return self._rooms.get(name)
+
+    async def acquire(self, name: str) -> Room:
+        """The room of ``name``, loaded from the store if needed. Pair with :meth:`release`.
+
+        Raises:
+            StoreError: the document could not be loaded.
+        """
+        while True:
+            unloading = self._unloading.get(name)
+            if unloading is not None:
+                await asyncio.shield(unloading)
+                continue
+            room = self._rooms.get(name)
+            if room is None:
+                task = self._loading.get(name)
+                if task is None:
+                    task = asyncio.create_task(self._load(name), name=f"load {name}")
+                    self._loading[name] = task
+                try:
+                    await asyncio.shield(task)
+                finally:
+                    if task.done() and self._loading.get(name) is task:
+                        del self._loading[name]
+                continue  # re-check: an unload may have started meanwhile
+            self._holders[name] = self._holders.get(name, 0) + 1
+            timer = self._unload_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
+            return room
+
+    def release(self, room: Room) -> None:
+        """Stop holding ``room``; unload it after the grace period if nobody else holds it."""
+        name = room.name
+        count = self._holders.get(name, 0) - 1
+        if count > 0:
+            self._holders[name] = count
+            return
+        self._holders.pop(name, None)
+        loop = asyncio.get_running_loop()
+        self._unload_timers[name] = loop.call_later(
+            self._config.unload_grace_seconds, self._start_unload, name
+        )
+
+    def tick(self) -> None:
+        """Let every room expire silent presence and forward batched renewals."""
+        for room in list(self._rooms.values()):
+            room.tick()
+
+    async def close(self) -> None:
+        """Unload every room now (flush and snapshot). Call after all editors left."""
+        for timer in self._unload_timers.values():
+            timer.cancel()
+        self._unload_timers.clear()
+        for name in list(self._rooms):
+            self._start_unload(name, force=True)
+        if self._unloading:
+            await asyncio.gather(*self._unloading.values(), return_exceptions=True)
+
+    async def _load(self, name: str) -> Room:
+        loaded = await self._store.load(name)
+        doc = _rebuild(loaded)
+        room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
+        document_log = self._journal.open(name, doc.get_update, loaded.last_seq)
+        room.attach_log(document_log)
+        self._rooms[name] = room
+        self._logs[name] = document_log
+        log.debug("loaded %s (seq %d)", name, loaded.last_seq)
+        return room
+
+    def _start_unload(self, name: str, force: bool = False) -> None:
+        self._unload_timers.pop(name, None)
+        if self._holders.get(name) and not force:
+            return
+        room = self._rooms.pop(name, None)
+        if room is None:
+            return
+        document_log = self._logs.pop(name)
+        task = asyncio.create_task(self._unload(room, document_log), name=f"unload {name}")
+        self._unloading[name] = task
+        task.add_done_callback(lambda _: self._unloading.pop(name, None))
+
+    async def _unload(self, room: Room, document_log: ClosableLog) -> None:
+        try:
+            await document_log.close()
+        except Exception:
+            # The journal already logged the failure and keeps retrying the entries;
+            # nothing more to do here than to say the room went anyway.
+            log.exception("unloading %s: flush failed", room.name)
+        finally:
+            room.close()
+            log.debug("unloaded %s", room.name)
+
+
+def _rebuild(loaded: Loaded) -> Doc[Any]:
+    """A Doc from a snapshot and the log after it (never from text: that duplicates content)."""
+    doc: Doc[Any] = Doc()
+    if loaded.snapshot is not None:
+        doc.apply_update(loaded.snapshot.state)
+    for entry in loaded.entries:
+        doc.apply_update(entry.update)
+    return doc

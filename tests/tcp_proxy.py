@@ -1,0 +1,114 @@
+"""A TCP proxy a test controls, to take a browser's network away for real.
+
+The page is loaded *through* the proxy, so its WebSocket goes through it too.
+``cut()`` resets every proxied connection (SO_LINGER 0: an RST, no WebSocket
+close frame, no FIN) and closes the listening socket, so reconnect attempts are
+refused by the kernel exactly as with a dead host. ``restore()`` listens again
+on the same port. Bytes are counted each way, so a test can check that nothing
+crossed while the network was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+
+class TcpProxy:
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.bytes_up = 0  # browser -> server
+        self.bytes_down = 0  # server -> browser
+        self.accepted = 0
+        self._listener: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def up(self) -> bool:
+        return self._listener is not None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._writers)
+
+    async def start(self) -> None:
+        self._listener = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset the open ones, with no close frame."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+            await listener.wait_closed()
+        for writer in list(self._writers):
+            _reset(writer)
+        self._writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        if self._listener is None:
+            await self.start()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._listener is None:
+            _reset(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            _reset(writer)
+            return
+        self.accepted += 1
+        self._writers.update((writer, up_writer))
+        for src, dst, up in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pipe(src, dst, up))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+        try:
+            while data := await src.read(65536):
+                if dst not in self._writers:
+                    break  # cut: drop what is in flight, as a dead link would
+                if up:
+                    self.bytes_up += len(data)
+                else:
+                    self.bytes_down += len(data)
+                dst.write(data)
+                await dst.drain()
+            # A clean end on one side is passed on as a clean end (FIN), like a router would.
+            if dst in self._writers and dst.can_write_eof():
+                dst.write_eof()
+        except (ConnectionError, OSError):
+            if dst in self._writers:
+                _reset(dst)
+                self._writers.discard(dst)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def tcp_proxy(target_port: int) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy(target_port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.cut()

@@ -1,0 +1,111 @@
+"""collab.pages: which paths it answers, with what, and what it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collab import pages
+
+
+def test_home_page_is_html_and_loads_the_bundle() -> None:
+    response = pages.respond("/", {})
+    assert response is not None
+    assert response.status == 200
+    assert response.content_type == "text/html; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-cache"
+    body = response.body.decode()
+    assert 'data-collab-page="home"' in body
+    digest = hashlib.sha256((pages.STATIC_DIR / "app.js").read_bytes()).hexdigest()[:12]
+    assert f'src="/static/app.js?v={digest}"' in body
+    assert "{{" not in body
+
+
+def test_editor_and_history_pages_name_the_document() -> None:
+    editor = pages.respond("/d/notes-1.v2", {})
+    history = pages.respond("/d/notes-1.v2/history", {})
+    assert editor is not None and history is not None
+    assert editor.status == history.status == 200
+    assert 'data-collab-page="editor"' in editor.body.decode()
+    assert "<title>notes-1.v2 · collab</title>" in editor.body.decode()
+    assert 'href="/d/notes-1.v2/history"' in editor.body.decode()
+    assert 'data-collab-page="history"' in history.body.decode()
+    assert 'href="/d/notes-1.v2"' in history.body.decode()
+    # A trailing slash is the same page.
+    trailing = pages.respond("/d/notes/", {})
+    assert trailing is not None and trailing.status == 200
+
+
+def test_bad_document_names_get_a_400_page() -> None:
+    for path in ("/d/..", "/d/.", "/d/a%20b", "/d/%3Cscript%3E", "/d/" + "x" * 129):
+        response = pages.respond(path, {})
+        assert response is not None, path
+        assert response.status == 400, path
+        assert response.content_type.startswith("text/html")
+        assert b"<script>" not in response.body
+
+
+def test_other_paths_are_not_ours() -> None:
+    for path in ("/api/docs", "/api/docs/x/versions", "/d", "/d/x/y", "/favicon.ico", "/notes"):
+        assert pages.respond(path, {}) is None, path
+
+
+def test_static_files_have_their_content_types() -> None:
+    expected = {
+        "app.js": "text/javascript; charset=utf-8",
+        "style.css": "text/css; charset=utf-8",
+        "icon.svg": "image/svg+xml",
+    }
+    for name, content_type in expected.items():
+        response = pages.respond(f"/static/{name}", {})
+        assert response is not None and response.status == 200, name
+        assert response.content_type == content_type
+        assert response.body == (pages.STATIC_DIR / name).read_bytes()
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_static_cache_control_follows_the_content_hash() -> None:
+    page = pages.respond("/d/x", {})
+    assert page is not None
+    version = re.search(r"/static/app\.js\?v=(\w+)", page.body.decode())
+    assert version is not None
+    fresh = pages.respond("/static/app.js", {"v": version.group(1)})
+    stale = pages.respond("/static/app.js", {"v": "0123456789ab"})
+    bare = pages.respond("/static/app.js", {})
+    assert fresh is not None and stale is not None and bare is not None
+    assert "immutable" in fresh.headers["Cache-Control"]
+    assert stale.headers["Cache-Control"] == "no-cache"
+    assert bare.headers["Cache-Control"] == "no-cache"
+
+
+def test_templates_and_traversal_are_refused() -> None:
+    for name in (
+        "editor.html",
+        "index.html",
+        "../pages.py",
+        "..%2Fpages.py",
+        "%2e%2e/pages.py",
+        "/etc/passwd",
+        "sub/app.js",
+        "",
+        ".js",
+        "missing.js",
+        "app.js/",
+    ):
+        response = pages.respond(f"/static/{name}", {})
+        assert response is not None
+        assert response.status == 404, name
+
+
+@given(st.text(max_size=40))
+def test_respond_never_raises_and_never_leaves_static(tail: str) -> None:
+    response = pages.respond("/static/" + tail, {})
+    assert response is not None
+    if response.status == 200:
+        assert (pages.STATIC_DIR / tail).resolve().parent == pages.STATIC_DIR
+    any_path = pages.respond("/" + tail, {})
+    assert any_path is None or any_path.status in (200, 400, 404)

@@ -1,0 +1,220 @@
+"""collab.server end to end: real WebSockets on 127.0.0.1, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.error
+import urllib.request
+
+import pytest
+from pycrdt import Doc, Text
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from collab import protocol
+from collab.client import connect
+from collab.config import Config
+from collab.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
+from collab.server import Server, serve
+from tests.conftest import doc_url, eventually
+
+
+def text_of(doc: Doc) -> str:
+    return str(doc.get("text", type=Text))
+
+
+def edit(base: Doc, index: int, content: str) -> bytes:
+    """An update inserting ``content`` at ``index`` on top of ``base``'s state."""
+    replica: Doc = Doc()
+    replica.apply_update(base.get_update())
+    before = replica.get_state()
+    replica.get("text", type=Text).insert(index, content)
+    return replica.get_update(before)
+
+
+async def raw_synced(url: str) -> tuple[ClientConnection, Doc]:
+    """A bare protocol client: handshake done, the server's content applied."""
+    ws = await ws_connect(url, compression=None)
+    doc: Doc = Doc()
+    await ws.send(protocol.encode(SyncStep1(doc.get_state())))
+    while True:
+        message = protocol.decode(await ws.recv())  # type: ignore[arg-type]
+        if isinstance(message, SyncStep1):
+            await ws.send(protocol.encode(SyncStep2(doc.get_update(message.state_vector))))
+        elif isinstance(message, SyncStep2):
+            doc.apply_update(message.update)
+            return ws, doc
+
+
+async def test_two_editors_coedit_and_see_presence(server: Server) -> None:
+    url = doc_url(server, "notes")
+    async with connect(url) as a, connect(url) as b:
+        await a.wait_synced()
+        await b.wait_synced()
+        a.doc.get("text", type=Text).insert(0, "hello")
+        await b.wait_for(lambda: text_of(b.doc) == "hello")
+        b.doc.get("text", type=Text).insert(5, " world")
+        await a.wait_for(lambda: text_of(a.doc) == "hello world")
+        a.set_awareness({"user": "ann"})
+        await b.wait_for(lambda: list(b.peers.values()) == [{"user": "ann"}])
+    # b left: a's presence goes with its connection; nothing else changed.
+
+
+async def test_updates_are_not_echoed_to_their_sender(server: Server) -> None:
+    url = doc_url(server, "echo")
+    ws, doc = await raw_synced(url)
+    async with connect(url) as other:
+        await other.wait_synced()
+        mine = edit(doc, 0, "mine")
+        await ws.send(protocol.encode(Update(mine)))
+        await other.wait_for(lambda: text_of(other.doc) == "mine")
+        other.doc.get("text", type=Text).insert(0, ">")
+        # The next frame the raw client gets is the other editor's, not its own echo.
+        message = protocol.decode(await asyncio.wait_for(ws.recv(), 5))  # type: ignore[arg-type]
+        assert isinstance(message, Update)
+        doc.apply_update(mine)
+        doc.apply_update(message.update)
+        assert text_of(doc) == ">mine"
+    await ws.close()
+
+
+async def test_twenty_clients_opening_a_new_document_at_once_get_one_room(
+    server: Server,
+) -> None:
+    url = doc_url(server, "rush")
+    clients = [connect(url) for _ in range(20)]
+    entered = await asyncio.gather(*(c.__aenter__() for c in clients))
+    try:
+        await asyncio.gather(*(c.wait_synced(timeout=5) for c in entered))
+        assert server.rooms.loaded().count("rush") == 1
+        entered[0].doc.get("text", type=Text).insert(0, "all")
+        await asyncio.gather(*(c.wait_for(lambda c=c: text_of(c.doc) == "all", 5) for c in entered))
+    finally:
+        await asyncio.gather(*(c.__aexit__(None, None, None) for c in clients))
+
+
+@pytest.mark.parametrize("name", ["bad name", "a/..", "é", "x" * 129])
+async def test_bad_document_names_are_refused_at_the_handshake(server: Server, name: str) -> None:
+    from urllib.parse import quote
+
+    with pytest.raises(InvalidStatus) as info:
+        await ws_connect(f"ws://127.0.0.1:{server.port}/{quote(name, safe='/')}")
+    assert info.value.response.status_code == 400
+    assert b"invalid document name" in info.value.response.body
+
+
+async def test_plain_http_get_is_answered_not_upgraded(server: Server) -> None:
+    def get() -> int:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/no/such/page")
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        return 200
+
+    assert await asyncio.to_thread(get) == 404
+
+
+def awareness_frame(client_id: int, clock: int, state: str) -> bytes:
+    entry = AwarenessEntry(client_id, clock, state)
+    return protocol.encode(Awareness(protocol.encode_awareness([entry])))
+
+
+HOSTILE = {
+    "random bytes": (b"\x99\xff\x13\x00\x07", 1002),
+    "truncated varint": (b"\x00\x82", 1002),
+    "truncated length": (b"\x00\x02\x7fabc", 1002),
+    "unknown message type": (b"\x2a\x00", 1002),
+    "garbage state vector": (protocol.encode(SyncStep1(b"\x05\x01\x02")), 1007),
+    "garbage update": (protocol.encode(Update(b"\x13\x37\x13\x37\x13\x37")), 1007),
+    "garbage awareness": (protocol.encode(Awareness(b"\x01\x05\x01\x03{x}")), 1007),
+    "awareness not an object": (awareness_frame(5, 1, "[1]"), 1007),
+}
+
+
+@pytest.mark.parametrize("kind", [*HOSTILE, "valid update cut short", "text frame", "oversize"])
+async def test_malformed_frames_close_only_the_offender(
+    tmp_path: object, config: Config, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="collab.server")
+    async with serve(config.replace(max_message_size=64 * 1024)) as server:
+        url = doc_url(server, "target")
+        async with connect(url) as good, connect(url) as watcher:
+            await good.wait_synced()
+            await watcher.wait_synced()
+            good.doc.get("text", type=Text).insert(0, "intact")
+            await watcher.wait_for(lambda: text_of(watcher.doc) == "intact")
+            watcher.set_awareness({"name": "w"})
+            await good.wait_for(lambda: len(good.peers) == 1)
+            before = server.rooms.get("target").doc.get_update()  # type: ignore[union-attr]
+
+            ws, doc = await raw_synced(url)
+            frame: bytes | str
+            if kind in HOSTILE:
+                frame, code = HOSTILE[kind]
+            elif kind == "valid update cut short":
+                full = edit(doc, 0, "a long enough insertion")
+                frame, code = protocol.encode(Update(full[: len(full) // 2])), 1007
+            elif kind == "text frame":
+                frame, code = "hello", 1002
+            else:
+                frame, code = b"\x00\x02" + b"\x01" * (70 * 1024), 1009
+            await ws.send(frame)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == code
+
+            # The document is unchanged and the others carry on.
+            assert server.rooms.get("target").doc.get_update() == before  # type: ignore[union-attr]
+            watcher.doc.get("text", type=Text).insert(6, "!")
+            await good.wait_for(lambda: text_of(good.doc) == "intact!")
+            assert text_of(watcher.doc) == "intact!"
+            assert len(good.peers) == 1
+    assert any(
+        (str(code) in record.getMessage() and "closing" in record.getMessage())
+        or "closed" in record.getMessage()
+        for record in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: Config) -> None:
+    limit = 256 * 1024
+    async with serve(config.replace(outbox_max_bytes=limit)) as server:
+        url = doc_url(server, "firehose")
+        slow, _ = await raw_synced(url)
+        slow.transport.pause_reading()  # stops reading: the server's buffer for it fills
+        async with connect(url) as writer, connect(url) as reader:
+            await writer.wait_synced()
+            await reader.wait_synced()
+            text = writer.doc.get("text", type=Text)
+            chunk = "x" * 16 * 1024
+            for i in range(400):  # 6.4 MB in all, far beyond the slow client's bound
+                text.insert(0, chunk)
+                if i % 50 == 0:
+                    await reader.wait_for(
+                        lambda i=i: len(text_of(reader.doc)) >= (i + 1) * len(chunk)
+                    )
+            await reader.wait_for(lambda: len(text_of(reader.doc)) == 400 * len(chunk))
+            # The slow editor was cut off instead of buffered without bound.
+            await eventually(lambda: server.connections == 2)
+        slow.transport.abort()
+
+
+async def test_dead_peer_is_dropped_by_keepalive_and_its_presence_removed(
+    config: Config,
+) -> None:
+    async with serve(
+        config.replace(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
+    ) as server:
+        url = doc_url(server, "cable")
+        ws, _ = await raw_synced(url)
+        await ws.send(awareness_frame(4242, 1, '{"name":"ghost"}'))
+        async with connect(url) as watcher:
+            await watcher.wait_synced()
+            await watcher.wait_for(lambda: 4242 in watcher.peers)
+            ws.transport.pause_reading()  # a pulled cable: no pong, no close frame
+            await watcher.wait_for(lambda: 4242 not in watcher.peers, timeout=10)
+            assert server.connections == 1
+        ws.transport.abort()
