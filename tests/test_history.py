@@ -7,6 +7,7 @@ checks history against what the server's Doc held after every seq.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -95,7 +96,7 @@ async def test_history_replays_what_editors_had(
     assert [v.id for v in found] == [v.last_seq for v in found]
     assert found[0].first_seq == 1 and found[-1].last_seq == entries[-1].seq
     assert all(len(history.cut(entries, CONFIG)[i]) <= 3 for i in range(len(found)))
-    assert all(a.at <= b.at for a, b in zip(found, found[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(found))
     await check_texts(store, CONFIG, doc, texts)
 
     # The latest version at or before a time.
