@@ -65,7 +65,7 @@ class Client:
         self,
         url: str,
         *,
-        doc: Doc | None = None,
+        doc: Doc[Any] | None = None,
         saved_acks: bool = False,
         reconnect: bool = True,
         backoff_initial: float = 0.1,
@@ -75,7 +75,7 @@ class Client:
         if saved_acks:
             url += ("&" if "?" in url else "?") + "saved=1"
         self.url = url
-        self.doc: Doc = Doc() if doc is None else doc
+        self.doc: Doc[Any] = Doc() if doc is None else doc
         self.saved_acks = saved_acks
         self._reconnect = reconnect
         self._backoff_initial = backoff_initial
@@ -214,6 +214,8 @@ class Client:
                 self._changed.set()
                 return
             finally:
+                if self._acked < self._sent:
+                    self._dirty = True  # unacknowledged edits ride in the next step 2
                 self._ws = None
                 self._synced = False
                 self._awareness = AwarenessTable(AWARENESS_TIMEOUT)

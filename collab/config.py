@@ -39,7 +39,7 @@ class Config:
     port: int = 8000
     #: Largest frame accepted. Admits a 2 MiB paste and the first sync of a 50 MB document.
     max_message_size: int = 128 * MiB
-    #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops the peer.
+    #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops it.
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     #: How long a closing handshake may take before the TCP connection is cut. A dead
@@ -48,10 +48,8 @@ class Config:
     #: Longest accepted document name (characters from ``[A-Za-z0-9._-]``).
     max_name_length: int = 128
 
-    # Flow control, per editor: frames and bytes queued for sending before the editor
-    # is closed with 1013. A single frame larger than the byte bound is admitted
-    # into an empty outbox, so a big first sync still gets through.
-    outbox_max_frames: int = 4096
+    #: Flow control: bytes buffered for one editor before it is closed with 1013. A single
+    #: frame larger than this is admitted into an empty buffer, so a big first sync gets through.
     outbox_max_bytes: int = 32 * MiB
 
     # Awareness: a state not renewed for this long is removed (y-protocols uses 30 s).
@@ -83,9 +81,6 @@ class Config:
     version_max_updates: int = 500
     retention: Retention = field(default_factory=Retention)
 
-    # More than one process
-    redis_url: str | None = None
-
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""
         return dataclasses.replace(self, **changes)
@@ -94,7 +89,7 @@ class Config:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a Config from ``COLLAB_<FIELD>`` variables, then ``overrides``.
 
-        ``COLLAB_PORT=9000`` sets ``port``; ``COLLAB_REDIS_URL`` sets ``redis_url``.
+        ``COLLAB_PORT=9000`` sets ``port``; ``COLLAB_DB_URL`` sets ``db_url``.
         Overrides whose value is ``None`` are ignored, so CLI flags that were not
         given do not shadow the environment.
         """

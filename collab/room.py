@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent
 
@@ -79,7 +79,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Doc,
+        doc: Doc[Any],
         *,
         awareness_timeout: float,
         log: Log | None = None,

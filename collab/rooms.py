@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pycrdt import Doc
 
@@ -128,9 +128,7 @@ class Rooms:
     async def _load(self, name: str) -> Room:
         loaded = await self._store.load(name)
         doc = _rebuild(loaded)
-        room = Room(
-            name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock
-        )
+        room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
         document_log = self._journal.open(name, doc.get_update, loaded.last_seq)
         room.attach_log(document_log)
         self._rooms[name] = room
@@ -162,9 +160,9 @@ class Rooms:
             log.debug("unloaded %s", room.name)
 
 
-def _rebuild(loaded: Loaded) -> Doc:
+def _rebuild(loaded: Loaded) -> Doc[Any]:
     """A Doc from a snapshot and the log after it (never from text: that duplicates content)."""
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     if loaded.snapshot is not None:
         doc.apply_update(loaded.snapshot.state)
     for entry in loaded.entries:

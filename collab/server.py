@@ -39,8 +39,7 @@ from collab.journal import Journal
 from collab.names import valid_name
 from collab.protocol import Saved, Update
 from collab.rooms import Rooms
-from collab.store import Store
-from collab.store import store_from_url
+from collab.store import Store, store_from_url
 
 log = logging.getLogger("collab.server")
 
@@ -78,7 +77,7 @@ class Connection:
             # The close frame waits behind the backlog. A peer that reads again gets
             # it; one that never does is cut after a short grace, not close_timeout.
             self._closer = asyncio.create_task(
-                self.ws.close(self.closing.close_code, self.closing.reason)
+                self.ws.close(self.closing.close_code, _close_reason(self.closing.reason))
             )
             asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, transport.abort)
             return
@@ -172,10 +171,8 @@ class Server:
                 if peer.closing is not None:
                     raise peer.closing
         except CollabError as exc:
-            log.warning(
-                "closing %s on %r: %s (%d)", peer.id, name, exc.reason, exc.close_code
-            )
-            await ws.close(exc.close_code, exc.reason)
+            log.warning("closing %s on %r: %s (%d)", peer.id, name, exc.reason, exc.close_code)
+            await ws.close(exc.close_code, _close_reason(exc.reason))
         except ConnectionClosed as exc:
             if peer.closing is not None:
                 log.warning("closed %s on %r: %s", peer.id, name, peer.closing.reason)
@@ -195,6 +192,11 @@ class Server:
         while True:
             await asyncio.sleep(self.config.awareness_renewal_interval)
             self.rooms.tick()
+
+
+def _close_reason(reason: str) -> str:
+    """A close frame's reason may hold at most 123 bytes of UTF-8."""
+    return reason.encode()[:123].decode(errors="ignore")
 
 
 def _document_name(path: str) -> str:

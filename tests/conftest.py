@@ -17,6 +17,8 @@ import pytest
 from collab.config import Config
 from collab.server import Server, serve
 
+pytest_plugins = ["tests.store_fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -8,7 +8,7 @@ from pycrdt import Doc, Text
 from collab.client import Client, connect
 from collab.server import Server
 from tests.conftest import doc_url
-from tests.netproxy import net_proxy
+from tests.tcp_proxy import tcp_proxy
 
 
 def text_of(doc: Doc) -> str:
@@ -17,24 +17,25 @@ def text_of(doc: Doc) -> str:
 
 async def test_reconnect_after_a_cut_resyncs_only_the_missing_edits(server: Server) -> None:
     big = "".join(f"line {i:05d} of the shared document\n" for i in range(5000))  # ~170 KB
-    async with net_proxy(server.port) as proxy:
+    async with tcp_proxy(server.port) as proxy:
         far = f"ws://127.0.0.1:{proxy.port}/roaming"
-        async with connect(far, backoff_initial=0.05, backoff_max=0.2) as a, connect(
-            doc_url(server, "roaming")
-        ) as b:
+        async with (
+            connect(far, backoff_initial=0.05, backoff_max=0.2) as a,
+            connect(doc_url(server, "roaming")) as b,
+        ):
             await a.wait_synced()
             await b.wait_synced()
             a.doc.get("text", type=Text).insert(0, big)
             await b.wait_for(lambda: text_of(b.doc) == big)
 
-            proxy.cut()  # no close frame: the connection just dies
+            await proxy.cut()  # no close frame: the connection just dies
             await a.wait_for(lambda: not a.connected)
             ta, tb = a.doc.get("text", type=Text), b.doc.get("text", type=Text)
             for i in range(5):
                 ta.insert(0, f"[a-offline-{i}]")
                 tb.insert(len(tb), f"[b-online-{i}]")
-            proxy.reset_counters()
-            proxy.restore()
+            up, down = proxy.bytes_up, proxy.bytes_down
+            await proxy.restore()
 
             await a.wait_for(lambda: a.synced and a.connections == 2)
             await a.wait_for(lambda: text_of(a.doc) == text_of(b.doc))
@@ -45,7 +46,8 @@ async def test_reconnect_after_a_cut_resyncs_only_the_missing_edits(server: Serv
                 assert final.count(f"[b-online-{i}]") == 1
             assert final.count("line 04999 of") == 1
             # Only the missing edits crossed the wire, not the 170 KB document.
-            assert proxy.to_server + proxy.to_client < 4_000, (proxy.to_server, proxy.to_client)
+            resync = proxy.bytes_up - up + proxy.bytes_down - down
+            assert resync < 4_000, resync
 
 
 async def test_offline_edits_made_before_the_first_connection_are_delivered(

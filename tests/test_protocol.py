@@ -83,7 +83,9 @@ def test_update_frame_is_what_y_websocket_sends() -> None:
 
 
 @given(messages, st.data())
-def test_truncated_frames_raise_protocol_error(message: protocol.Message, data: st.DataObject) -> None:
+def test_truncated_frames_raise_protocol_error(
+    message: protocol.Message, data: st.DataObject
+) -> None:
     frame = protocol.encode(message)
     cut = data.draw(st.integers(0, len(frame) - 1))
     with pytest.raises(ProtocolError):

@@ -233,3 +233,22 @@ def test_garbage_awareness_is_not_relayed() -> None:
     with pytest.raises(InvalidPayload):
         room.receive(a, Awareness(b"\x01\x07\x01\x03{x}"))
     assert b.outbox == []
+
+
+def test_presence_renewals_cost_one_frame_per_editor_per_tick() -> None:
+    """Renewals are batched: n editors renewing cost n frames per tick, not n squared."""
+    room = make_room()
+    peers = [FakePeer(str(i)) for i in range(20)]
+    for i, peer in enumerate(peers):
+        room.join(peer)
+        room.receive(peer, awareness(i, 1, f'{{"n":{i}}}'))
+    for peer in peers:
+        peer.outbox.clear()
+    for i, peer in enumerate(peers):
+        room.receive(peer, awareness(i, 2, f'{{"n":{i}}}'))  # same state, higher clock
+    assert sum(len(p.outbox) for p in peers) == 0
+    room.tick()
+    assert all(len(p.outbox) == 1 for p in peers)
+    batch = peers[0].outbox[0]
+    assert isinstance(batch, Awareness)
+    assert sorted(e.client_id for e in protocol.decode_awareness(batch.payload)) == list(range(20))

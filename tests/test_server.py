@@ -90,17 +90,13 @@ async def test_twenty_clients_opening_a_new_document_at_once_get_one_room(
         await asyncio.gather(*(c.wait_synced(timeout=5) for c in entered))
         assert server.rooms.loaded().count("rush") == 1
         entered[0].doc.get("text", type=Text).insert(0, "all")
-        await asyncio.gather(
-            *(c.wait_for(lambda c=c: text_of(c.doc) == "all", 5) for c in entered)
-        )
+        await asyncio.gather(*(c.wait_for(lambda c=c: text_of(c.doc) == "all", 5) for c in entered))
     finally:
         await asyncio.gather(*(c.__aexit__(None, None, None) for c in clients))
 
 
 @pytest.mark.parametrize("name", ["bad name", "a/..", "é", "x" * 129])
-async def test_bad_document_names_are_refused_at_the_handshake(
-    server: Server, name: str
-) -> None:
+async def test_bad_document_names_are_refused_at_the_handshake(server: Server, name: str) -> None:
     from urllib.parse import quote
 
     with pytest.raises(InvalidStatus) as info:
@@ -177,7 +173,7 @@ async def test_malformed_frames_close_only_the_offender(
             assert text_of(watcher.doc) == "intact!"
             assert len(good.peers) == 1
     assert any(
-        str(code) in record.getMessage() and "closing" in record.getMessage()
+        (str(code) in record.getMessage() and "closing" in record.getMessage())
         or "closed" in record.getMessage()
         for record in caplog.records
     ), [r.getMessage() for r in caplog.records]
@@ -197,7 +193,9 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: C
             for i in range(400):  # 6.4 MB in all, far beyond the slow client's bound
                 text.insert(0, chunk)
                 if i % 50 == 0:
-                    await reader.wait_for(lambda i=i: len(text_of(reader.doc)) >= (i + 1) * len(chunk))
+                    await reader.wait_for(
+                        lambda i=i: len(text_of(reader.doc)) >= (i + 1) * len(chunk)
+                    )
             await reader.wait_for(lambda: len(text_of(reader.doc)) == 400 * len(chunk))
             # The slow editor was cut off instead of buffered without bound.
             await eventually(lambda: server.connections == 2)
@@ -207,7 +205,9 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: C
 async def test_dead_peer_is_dropped_by_keepalive_and_its_presence_removed(
     config: Config,
 ) -> None:
-    async with serve(config.replace(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)) as server:
+    async with serve(
+        config.replace(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
+    ) as server:
         url = doc_url(server, "cable")
         ws, _ = await raw_synced(url)
         await ws.send(awareness_frame(4242, 1, '{"name":"ghost"}'))

@@ -31,7 +31,10 @@ class NewEntry:
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """An update in the log (after retention merged a range, ``client``/``user`` list every author, comma-separated)."""
+    """An update in the log.
+
+    After retention merged a range, ``client`` and ``user`` list every author, comma-separated.
+    """
 
     seq: int
     update: bytes

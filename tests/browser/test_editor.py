@@ -19,9 +19,9 @@ from collab.client import connect
 from collab.config import Config
 from collab.server import Server, serve
 from tests.interop.node_peer import NodePeer, require_node_deps
+from tests.tcp_proxy import tcp_proxy
 
 from .conftest import Editors
-from .tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,381 @@
+"""Fan-out benchmark: collab side by side with pycrdt-websocket, under the same load.
+
+Usage (from the repository root)::
+
+    python scripts/bench/fanout.py                 # full run, about 4 minutes
+    python scripts/bench/fanout.py --quick         # smoke run, about 1 minute
+    python scripts/bench/fanout.py --only collab --duration 10
+
+Phases, each on a freshly started server (pycrdt-websocket first, then collab):
+
+A. 10 documents x 10 editors, each typing 2 edits/s for ``--duration`` seconds;
+B. 1 document x 50 editors at the same rate;
+idle. 1,000 synced, idle connections over 10 documents: RSS growth per connection.
+
+Every server runs in its own subprocess; this process is the load generator
+(see load.py for how latency is measured). Printed per server: p50/p99 latency
+from an edit to each other editor of its document having it, deliveries per
+second, missing deliveries, server CPU seconds (user + system over the typing
+window and drain), server peak RSS, and the collab/pycrdt-websocket ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from launch import LABELS, SERVERS, RssSampler, ServerProcess, start_server
+from load import PhaseResult, idle_connections, run_phase
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+#: Store URL for collab (``--collab-db``); None means a fresh SQLite file per server.
+COLLAB_DB: str | None = None
+TARGET_P99_MS = 10.0
+TARGET_CPU_RATIO = 1 / 3
+TARGET_IDLE_KIB = 32.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The load of one run."""
+
+    duration: float
+    phase_a: tuple[int, int]  # documents, editors per document
+    phase_b: tuple[int, int]
+    idle_connections: int
+    idle_docs: int
+    rate: float = 2.0
+
+
+FULL = Plan(duration=30, phase_a=(10, 10), phase_b=(1, 50), idle_connections=1000, idle_docs=10)
+QUICK = Plan(duration=5, phase_a=(4, 5), phase_b=(1, 20), idle_connections=200, idle_docs=10)
+
+
+@dataclass
+class IdleResult:
+    connections: int
+    rss_before: int
+    rss_after: int
+
+    @property
+    def kib_per_connection(self) -> float:
+        return (self.rss_after - self.rss_before) / self.connections / 1024
+
+
+def raise_fd_limit() -> None:
+    """Let this process (and the servers it starts, which inherit it) hold many sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def load_phase(
+    server: ServerProcess, plan: Plan, shape: tuple[int, int], seed: int
+) -> PhaseResult:
+    docs, editors = shape
+    sampler = RssSampler(server)
+    sampler.start()
+    cpu: dict[str, float] = {}
+
+    def start() -> None:
+        cpu["start"] = server.cpu_seconds()
+
+    def stop() -> None:
+        cpu["stop"] = server.cpu_seconds()
+
+    result = await run_phase(
+        server.url,
+        docs=docs,
+        editors_per_doc=editors,
+        duration=plan.duration,
+        rate=plan.rate,
+        seed=seed,
+        on_start=start,
+        on_stop=stop,
+    )
+    result.server_cpu_seconds = cpu["stop"] - cpu["start"]
+    result.server_peak_rss = max(await sampler.stop(), server.peak_rss())
+    return result
+
+
+async def idle_phase(server: ServerProcess, plan: Plan) -> IdleResult:
+    before, after = await idle_connections(
+        server.url, plan.idle_connections, plan.idle_docs, server.rss
+    )
+    return IdleResult(plan.idle_connections, before, after)
+
+
+def on_fresh_server(
+    kind: str,
+    workdir: Path,
+    pycrdt_store: str,
+    body: Callable[[ServerProcess], Coroutine[Any, Any, T]],
+    profile: Path | None = None,
+) -> T:
+    """Start ``kind``, run ``body`` against it, stop it.
+
+    With ``profile``, py-spy samples the server for the whole run and writes
+    collapsed stacks there (py-spy's own CPU is not charged to the server, but it
+    competes for the same two cores, so don't compare timings of profiled runs).
+    """
+    server = start_server(kind, workdir, pycrdt_store, COLLAB_DB)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                *("record", "--pid", str(server.popen.pid), "--rate", "250"),
+                *("--format", "raw", "--output", str(profile), "--nonblocking"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        return asyncio.run(body(server))
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        server.stop()
+
+
+# --- report -----------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(results: dict[str, float | None]) -> str:
+    a, b = results.get("collab"), results.get("pycrdt")
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def _others(r: PhaseResult) -> float:
+    """What the rest of the machine used meanwhile: noise this run could not exclude."""
+    server = (r.server_cpu_seconds or 0) / r.wall_seconds
+    return max(0.0, 100 * (r.machine_busy - r.generator_busy - server))
+
+
+def phase_rows(results: dict[str, PhaseResult]) -> list[tuple[str, dict[str, float | None], int]]:
+    def get(fn: Callable[[PhaseResult], float | None]) -> dict[str, float | None]:
+        return {kind: fn(r) for kind, r in results.items()}
+
+    return [
+        ("edits sent", get(lambda r: r.edits), 0),
+        ("p50 latency (ms)", get(lambda r: r.p50_ms), 2),
+        ("p99 latency (ms)", get(lambda r: r.p99_ms), 2),
+        ("max latency (ms)", get(lambda r: max(r.latencies_ms, default=math.nan)), 1),
+        ("delivered updates/s", get(lambda r: r.deliveries_per_second), 0),
+        ("missing deliveries", get(lambda r: r.missing), 0),
+        ("duplicate deliveries", get(lambda r: r.duplicates), 0),
+        ("edits echoed to their sender", get(lambda r: r.echoes), 0),
+        ("server CPU (s)", get(lambda r: r.server_cpu_seconds), 2),
+        (
+            "server CPU (% of a core)",
+            get(lambda r: 100 * (r.server_cpu_seconds or 0) / r.wall_seconds),
+            0,
+        ),
+        ("server peak RSS (MiB)", get(lambda r: (r.server_peak_rss or 0) / MiB), 1),
+        ("generator busy (% of a core)", get(lambda r: 100 * r.generator_busy), 0),
+        ("generator loop lag p99 (ms)", get(lambda r: r.loop_lag_p99_ms), 2),
+        ("other processes (% of a core)", get(_others), 0),
+    ]
+
+
+def render(
+    title: str, rows: list[tuple[str, dict[str, float | None], int]], kinds: list[str]
+) -> str:
+    header = ["", *(LABELS[k] for k in kinds)]
+    if len(kinds) == 2:
+        header.append("collab / pycrdt")
+    lines = [title, ""]
+    body = []
+    for name, values, digits in rows:
+        row = [name, *(_fmt(values.get(k), digits) for k in kinds)]
+        if len(kinds) == 2:
+            row.append(_ratio(values))
+        body.append(row)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    lines.append(
+        "|"
+        + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(widths))
+        + "|"
+    )
+    for row in body:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def verdicts(
+    a: dict[str, PhaseResult], b: dict[str, PhaseResult], idle: dict[str, IdleResult]
+) -> list[str]:
+    out = []
+    for name, phase in (("A", a), ("B", b)):
+        collab = phase.get("collab")
+        peer = phase.get("pycrdt")
+        if collab is None:
+            continue
+        ok = collab.p99_ms < TARGET_P99_MS
+        out.append(f"phase {name}: collab p99 {collab.p99_ms:.2f} ms < 10 ms: {_yes(ok)}")
+        if collab.missing:
+            out.append(f"phase {name}: collab missed {collab.missing} deliveries: NO")
+        if peer is not None and peer.server_cpu_seconds and collab.server_cpu_seconds is not None:
+            ratio = collab.server_cpu_seconds / peer.server_cpu_seconds
+            ok = ratio <= TARGET_CPU_RATIO
+            out.append(
+                f"phase {name}: collab CPU / pycrdt-websocket CPU {ratio:.2f} <= 0.33: {_yes(ok)}"
+            )
+    if "collab" in idle:
+        kib = idle["collab"].kib_per_connection
+        ok = kib < TARGET_IDLE_KIB
+        out.append(f"idle: collab {kib:.1f} KiB per idle connection < 32 KiB: {_yes(ok)}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="collab vs pycrdt-websocket fan-out benchmark")
+    parser.add_argument(
+        "--duration", type=float, help="typing seconds per phase (default 30, 5 with --quick)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 5 s, fewer editors and idle connections"
+    )
+    parser.add_argument("--only", choices=SERVERS, help="run one server only")
+    parser.add_argument(
+        "--pycrdt-store",
+        choices=("none", "sqlite"),
+        default="none",
+        help="pycrdt-websocket rooms without a store (default) or with pycrdt-store's SQLiteYStore",
+    )
+    parser.add_argument(
+        "--idle-connections", type=int, help="idle connections (default 1000, 200 with --quick)"
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=("A", "B", "idle"), help="skip a phase"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record each collab server with py-spy (collapsed stacks in DIR)",
+    )
+    parser.add_argument(
+        "--collab-db",
+        metavar="URL",
+        help="collab's store (default: a fresh SQLite file; memory:// isolates the store's cost)",
+    )
+    args = parser.parse_args(argv)
+    global COLLAB_DB
+    COLLAB_DB = args.collab_db
+
+    plan = QUICK if args.quick else FULL
+    if args.duration is not None:
+        plan = Plan(**{**plan.__dict__, "duration": args.duration})
+    if args.idle_connections is not None:
+        plan = Plan(**{**plan.__dict__, "idle_connections": args.idle_connections})
+    kinds = [args.only] if args.only else list(SERVERS)
+    raise_fd_limit()
+
+    a: dict[str, PhaseResult] = {}
+    b: dict[str, PhaseResult] = {}
+    idle: dict[str, IdleResult] = {}
+    with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
+        for name, shape, sink in (("A", plan.phase_a, a), ("B", plan.phase_b, b)):
+            if name in args.skip:
+                continue
+            for kind in kinds:
+                print(f"phase {name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-{name}"
+                profile = None
+                if args.profile is not None and kind == "collab":
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    profile = args.profile / f"collab-{name}.txt"
+                body = partial(load_phase, plan=plan, shape=shape, seed=args.seed)
+                sink[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, body, profile)
+        if "idle" not in args.skip:
+            for kind in kinds:
+                print(f"idle connections on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-idle"
+                idle_body = partial(idle_phase, plan=plan)
+                idle[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, idle_body)
+
+    store = "no store" if args.pycrdt_store == "none" else "SQLiteYStore"
+    collab_store = "SQLite store" if args.collab_db is None else f"store {args.collab_db}"
+    print(f"\ncollab ({collab_store}) vs pycrdt-websocket ({store});", end=" ")
+    print(f"{plan.rate:g} edits/s per editor for {plan.duration:g} s\n")
+    for name, shape, phase in (("A", plan.phase_a, a), ("B", plan.phase_b, b)):
+        if phase:
+            title = f"Phase {name}: {shape[0]} document(s) x {shape[1]} editors"
+            print(render(title, phase_rows(phase), kinds) + "\n")
+    if idle:
+        rows: list[tuple[str, dict[str, float | None], int]] = [
+            ("RSS before (MiB)", {k: r.rss_before / MiB for k, r in idle.items()}, 1),
+            ("RSS after (MiB)", {k: r.rss_after / MiB for k, r in idle.items()}, 1),
+            ("KiB per idle connection", {k: r.kib_per_connection for k, r in idle.items()}, 1),
+        ]
+        print(
+            render(
+                f"Idle: {plan.idle_connections} synced connections over {plan.idle_docs} documents",
+                rows,
+                kinds,
+            )
+            + "\n"
+        )
+    for line in verdicts(a, b, idle):
+        print(line)
+    if args.json:
+        data = {
+            "plan": plan.__dict__,
+            "pycrdt_store": args.pycrdt_store,
+            "phases": {
+                name: {
+                    k: {key: v for key, v in r.__dict__.items() if key != "latencies_ms"}
+                    | {"p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
+                    for k, r in phase.items()
+                }
+                for name, phase in (("A", a), ("B", b))
+            },
+            "idle": {
+                k: r.__dict__ | {"kib_per_connection": r.kib_per_connection}
+                for k, r in idle.items()
+            },
+        }
+        args.json.write_text(json.dumps(data, indent=2))
+    worst_missing = max((r.missing for phase in (a, b) for r in phase.values()), default=0)
+    return 1 if worst_missing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

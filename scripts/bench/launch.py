@@ -1,0 +1,180 @@
+"""Start a server under test in its own process and watch its CPU and memory.
+
+Each server runs alone in a subprocess so that its CPU time (user + system, from
+psutil) and its resident memory belong to it and to nothing else; the load
+generator lives in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parents[2]
+PEER_SCRIPT = Path(__file__).resolve().with_name("pycrdt_server.py")
+
+#: The two servers compared, by the name used on the command line.
+SERVERS = ("pycrdt", "collab")
+LABELS = {"pycrdt": "pycrdt-websocket", "collab": "collab"}
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the server binds it right after)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(
+    kind: str, port: int, workdir: Path, pycrdt_store: str, collab_db: str | None = None
+) -> list[str]:
+    """The argv that starts ``kind`` on 127.0.0.1:``port``, keeping its files in ``workdir``.
+
+    collab stores into ``collab_db`` (a store URL), by default a fresh SQLite file.
+    """
+    if kind == "collab":
+        db_url = collab_db or f"sqlite:///{workdir / 'bench.db'}"
+        if (REPO / "collab" / "__main__.py").exists():
+            return [
+                *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+                *("--port", str(port), "--db", db_url),
+            ]
+        # Before the CLI existed: the same server through its Python entry point.
+        code = (
+            "from collab.config import Config; from collab.server import run; "
+            f"run(Config(host='127.0.0.1', port={port}, db_url={db_url!r}))"
+        )
+        return [sys.executable, "-c", code]
+    if kind == "pycrdt":
+        return [
+            sys.executable,
+            str(PEER_SCRIPT),
+            "--port",
+            str(port),
+            "--store",
+            pycrdt_store,
+            "--db",
+            str(workdir / "pycrdt.db"),
+        ]
+    raise ValueError(f"unknown server {kind!r}")
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its pid, port and the log file its output goes to."""
+
+    kind: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    process: psutil.Process = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.process = psutil.Process(self.popen.pid)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server has used so far."""
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.process.memory_info().rss)
+
+    def peak_rss(self) -> int:
+        """The kernel's high-water mark of resident memory (VmHWM), in bytes."""
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return self.rss()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_server(
+    kind: str, workdir: Path, pycrdt_store: str = "none", collab_db: str | None = None
+) -> ServerProcess:
+    """Start ``kind`` and return once it accepts TCP connections.
+
+    Raises RuntimeError (with the tail of the server's log) if it exits or is not
+    listening within 20 s.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = workdir / f"{kind}-{port}.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            server_command(kind, port, workdir, pycrdt_store, collab_db),
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(kind, port, popen, log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{kind} server did not start on port {port}:\n{tail}")
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds from an asyncio task."""
+
+    def __init__(self, server: ServerProcess, interval: float = 0.1) -> None:
+        self._server = server
+        self._interval = interval
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.peak = max(self.peak, self._server.rss())
+            except psutil.Error:
+                return
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> int:
+        """Stop sampling and return the peak RSS seen, in bytes."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.peak = max(self.peak, self._server.rss())
+        return self.peak
