@@ -14,7 +14,9 @@ details, because details could be sensitive.
     ├── Forbidden            a read-only editor tried to write (4403)
     ├── SlowConsumer         an editor's outbox overflowed (1013)
     ├── StoreError           the database failed; never sent to editors as-is
-    └── UnknownDocument      a history lookup for a document that does not exist
+    ├── UnknownDocument      a history lookup for a document that does not exist
+    ├── DocumentExists       an archive import into a document the store already holds
+    └── InvalidRequest       a bad version, time, format or archive (also a ValueError)
 """
 
 from __future__ import annotations
@@ -98,5 +100,22 @@ class StoreError(CollabError):
 
 class UnknownDocument(CollabError):
     """A history or export request named a document the store does not hold."""
+
+    close_code = CloseCode.POLICY_VIOLATION
+
+
+class DocumentExists(CollabError):
+    """Raised by ``collab.archive.import_archive`` when the target document already exists.
+
+    An archive is restored only into an empty document: merging two histories
+    would give log entries that no editor ever saw in that order.
+    """
+
+    close_code = CloseCode.POLICY_VIOLATION
+
+
+class InvalidRequest(CollabError, ValueError):
+    """A history request the caller got wrong: a version or time that does not exist,
+    an unknown export format, a malformed archive. The reason is safe to show."""
 
     close_code = CloseCode.POLICY_VIOLATION

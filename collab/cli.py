@@ -1,0 +1,264 @@
+"""The ``collab`` command: run the server, and read, export, import or delete history.
+
+Every subcommand but ``serve`` opens the store named by ``--db`` (default: the
+``db_url`` of :class:`~collab.config.Config`, i.e. ``COLLAB_DB_URL`` or
+``sqlite:///collab.db``), does one thing and closes it. Errors print one line on
+stderr and exit with 1 (2 for usage errors, from argparse); never a traceback.
+Texts and exports are written to stdout byte for byte: ``collab export DOC
+--format txt`` prints exactly the document's text, without an added newline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from collab import history
+from collab.config import Config
+from collab.errors import CollabError, InvalidRequest
+from collab.export import FORMATS, export, import_archive
+from collab.names import valid_name
+from collab.store import DocumentInfo, Store, store_from_url
+
+__all__ = ["main", "parser"]
+
+_AT_HELP = "a version id (see `collab history DOC`) or an ISO-8601 time, e.g. 2024-05-01T12:00Z"
+
+
+class _Failure(Exception):
+    """A user-facing failure: print the message, exit 1."""
+
+
+def _add_db(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--db",
+        metavar="URL",
+        help="store URL: sqlite:///path.db or postgresql://user@host/db "
+        "(default: $COLLAB_DB_URL, else sqlite:///collab.db)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser, with a subparser and help text for every command."""
+    top = argparse.ArgumentParser(
+        prog="collab",
+        description="A collaborative text editing server (Yjs / y-websocket protocol) "
+        "and tools to read, export and import document history.",
+    )
+    subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        sub = subs.add_parser(name, help=summary, description=description)
+        _add_db(sub)
+        return sub
+
+    serve = add(
+        "serve",
+        "run the server",
+        "Serve documents over WebSockets (ws://HOST:PORT/DOC) and the HTTP history API "
+        "(/api/...) until SIGINT or SIGTERM. Other settings come from COLLAB_* variables.",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any)")
+
+    docs = add("docs", "list documents", "List every document in the store.")
+    docs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    hist = add(
+        "history",
+        "list a document's versions",
+        "List a document's versions, oldest first: id, time (UTC), size in characters "
+        "and contributors. A version ends after a quiet gap or a number of updates.",
+    )
+    hist.add_argument("doc", metavar="DOC", help="document name")
+    hist.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = add(
+        "show",
+        "print a document's text",
+        "Print a document's text exactly (no newline added), now or at a version.",
+    )
+    show.add_argument("doc", metavar="DOC", help="document name")
+    show.add_argument("--at", metavar="VERSION|TIME", help=_AT_HELP)
+
+    diff = add(
+        "diff",
+        "compare two versions",
+        "Print a unified diff of a document's text between two versions. "
+        "Each of A and B is a version id, an ISO-8601 time, or 'now'.",
+    )
+    diff.add_argument("doc", metavar="DOC", help="document name")
+    diff.add_argument("old", metavar="A", help="the older version (id, time or 'now')")
+    diff.add_argument("new", metavar="B", help="the newer version (id, time or 'now')")
+
+    exp = add(
+        "export",
+        "export a document",
+        "Write a document to stdout (or --output): txt is exactly the text; md adds a YAML "
+        "front matter (doc, version, time, contributors); json holds every root type and "
+        "metadata. --all-history writes the whole-history JSON archive that "
+        "`collab import` restores.",
+    )
+    exp.add_argument("doc", metavar="DOC", help="document name")
+    exp.add_argument("--at", metavar="VERSION|TIME", help=_AT_HELP)
+    exp.add_argument("--format", choices=FORMATS, default="txt", help="output format (txt)")
+    exp.add_argument(
+        "--all-history", action="store_true", help="export the whole history (JSON archive)"
+    )
+    exp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    imp = add(
+        "import",
+        "import an archive",
+        "Restore a whole-history archive (from `collab export DOC --all-history`) into the "
+        "store. The document must not exist yet.",
+    )
+    imp.add_argument("file", metavar="FILE", help="archive file ('-' for stdin)")
+    imp.add_argument("--as", dest="name", metavar="NAME", help="import under another name")
+
+    delete = add(
+        "delete",
+        "delete a document",
+        "Delete a document with its whole history. Asks for confirmation unless --yes.",
+    )
+    delete.add_argument("doc", metavar="DOC", help="document name")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return top
+
+
+def _write(data: bytes | str) -> None:
+    out = data.encode("utf-8") if isinstance(data, str) else data
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+
+
+def _at(value: str | None) -> history.At | None:
+    if value is None or value.strip().lower() == "now":
+        return None
+    return history.parse_at(value)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "".join(line.rstrip() + "\n" for line in lines)
+
+
+async def _command(args: argparse.Namespace, config: Config, store: Store) -> None:
+    doc: str | None = getattr(args, "doc", None)
+    if doc is not None and not valid_name(doc, config):
+        raise InvalidRequest(
+            f"invalid document name {doc!r} (1-{config.max_name_length} of A-Z a-z 0-9 . _ -)"
+        )
+    if args.command == "docs":
+        infos = await store.documents()
+        if args.json:
+            _write(json.dumps([_info(info) for info in infos], ensure_ascii=False) + "\n")
+        elif infos:
+            rows = [["NAME", "LAST_SEQ", "UPDATED"]]
+            rows += [[i.name, str(i.last_seq), history.iso(i.updated_at)] for i in infos]
+            _write(_table(rows))
+    elif args.command == "history":
+        assert doc is not None
+        found = await history.versions(store, config, doc)
+        if args.json:
+            _write(json.dumps([v.to_json() for v in found], ensure_ascii=False) + "\n")
+        else:
+            rows = [["VERSION", "AT", "SIZE", "CONTRIBUTORS"]]
+            rows += [
+                [str(v.id), history.iso(v.at), str(v.size), ", ".join(v.contributors)]
+                for v in found
+            ]
+            _write(_table(rows))
+    elif args.command == "show":
+        assert doc is not None
+        text, _ = await history.text_at(store, config, doc, _at(args.at))
+        _write(text)
+    elif args.command == "diff":
+        assert doc is not None
+        text, _ = await history.diff(store, config, doc, _at(args.old), _at(args.new))
+        _write(text)
+    elif args.command == "export":
+        assert doc is not None
+        result = await export(
+            store, config, doc, args.format, _at(args.at), all_history=args.all_history
+        )
+        if args.output:
+            await asyncio.to_thread(Path(args.output).write_bytes, result.body)
+        else:
+            _write(result.body)
+    elif args.command == "import":
+        source = sys.stdin.buffer.read if args.file == "-" else Path(args.file).read_bytes
+        raw = await asyncio.to_thread(source)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"{args.file} is not JSON: {exc}") from None
+        name = await import_archive(store, data, name=args.name, config=config)
+        print(f"imported {name} ({len(data['entries'])} log entries)", file=sys.stderr)
+    elif args.command == "delete":
+        assert doc is not None
+        await history.check_document(store, doc)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise _Failure(
+                    f"refusing to delete {doc!r} without --yes (stdin is not a terminal)"
+                )
+            answer = await asyncio.to_thread(input, f"Delete {doc!r} and its whole history? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise _Failure("not deleted")
+        await history.delete(store, doc)
+        print(f"deleted {doc}", file=sys.stderr)
+
+
+def _info(info: DocumentInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+        "last_seq": info.last_seq,
+    }
+
+
+async def _run(args: argparse.Namespace, config: Config) -> None:
+    store = store_from_url(config.db_url)
+    await store.open()
+    try:
+        await _command(args, config, store)
+    finally:
+        await store.close()
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"collab: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``collab`` and ``python -m collab``. Exits with 0, 1 or 2."""
+    args = parser().parse_args(argv)
+    try:
+        config = Config.from_env(
+            db_url=args.db,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+        if args.command == "serve":
+            # Imported here: the server pulls in websockets, which the history tools do not need.
+            importlib.import_module("collab.server").run(config)
+            return
+        asyncio.run(_run(args, config))
+    except CollabError as exc:
+        _fail(exc.reason)
+    except (_Failure, ValueError, OSError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:  # a bug; still no traceback for the user
+        _fail(f"unexpected {type(exc).__name__}: {exc}")
