@@ -208,15 +208,25 @@ class Journal:
         """True while the latest commit attempt failed."""
         return self._failure is not None
 
-    def open(self, doc: str, state: Callable[[], bytes], last_seq: int) -> DocumentLog:
+    def open(
+        self,
+        doc: str,
+        state: Callable[[], bytes],
+        last_seq: int,
+        entries_since_snapshot: int = 0,
+    ) -> DocumentLog:
         """Start logging ``doc``. ``state()`` must return the live Doc's full state, synchronously.
 
-        ``last_seq`` is the seq the document was loaded at. Raises ``ValueError``
-        if ``doc`` is already open in this journal (one room per document).
+        ``last_seq`` is the seq the document was loaded at. ``entries_since_snapshot``
+        (``len(loaded.entries)``) counts toward the next snapshot, so a document
+        loaded from a long log without a snapshot gets one soon (at its next
+        commit, or when its log is closed) and the next load is fast.
+        Raises ``ValueError`` if ``doc`` is already open in this journal.
         """
         if doc in self._logs:
             raise ValueError(f"{doc!r} is already open in this journal")
         log = self._logs[doc] = DocumentLog(self, doc, state, last_seq)
+        log._snapshot_mark = -entries_since_snapshot
         return log
 
     async def __aenter__(self) -> Journal:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import signal
 import sqlite3
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,12 +27,16 @@ from collab.store import NewEntry, Store
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore
 from tests.store_fixtures import (  # noqa: F401
+    PG_HOST,
+    PG_PORT,
     PG_URL,
     prefix_fixture,
+    require_postgres,
     sql_store_fixture,
     store_fixture,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 WAIT = 10.0  # seconds: generous bound for anything we wait on; never a sleep
 
 
@@ -441,3 +449,152 @@ async def test_snapshots_and_log_always_agree(
         final = await store.snapshot_before(name, last)
         assert final is not None and final.seq == last
     await store.delete(name)
+
+
+CRASH = """
+import asyncio, os, signal, sys
+from pycrdt import Doc, Text
+from collab.config import Config
+from collab.journal import Journal
+from collab.store.sql import SqlStore
+
+async def main(url, name):
+    store = SqlStore(url)
+    await store.open()
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    updates = []
+    doc.observe(lambda event: updates.append(event.update))
+    async with Journal(store, Config()) as journal:
+        log = journal.open(name, doc.get_update, 0)
+        for i in range(200):
+            text.insert(i, "x")
+            log.append(updates[-1], "c1", on_durable=lambda i=i: print(i, flush=True))
+            if i == 149:
+                await log.flush()
+        # 150..199 are accepted, not durable: the committer has not run since. Die now.
+        os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_what_was_durable_survives_a_killed_process(sql_store: SqlStore, prefix: str) -> None:
+    name = f"{prefix}-kill"
+    url = sql_store.url.render_as_string(hide_password=False)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASH,
+        url,
+        name,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    stdout, _ = await within(child.communicate())
+    assert child.returncode == -signal.SIGKILL
+    reported = [int(line) for line in stdout.split()]
+    assert reported == list(range(150))  # on_durable fired for exactly the flushed ones
+    logged = await sql_store.entries(name)
+    assert [e.seq for e in logged] == list(range(1, 151))  # durable: all there; the rest: not
+    assert await loaded_text(sql_store, name) == "x" * 150
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL that the test can cut and restore: a database that goes away."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(PG_HOST, PG_PORT)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.mark.postgres
+async def test_postgres_going_away_and_coming_back(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_postgres()
+    proxy = Proxy()
+    await proxy.start()
+    store = SqlStore(f"postgresql://postgres@127.0.0.1:{proxy.port}/test")
+    await store.open()
+    editor, name = Editor(), f"{prefix}-away"
+    fired: list[int] = []
+    all_fired = asyncio.Event()
+
+    def durable(i: int) -> None:
+        fired.append(i)
+        if len(fired) == 6:
+            all_fired.set()
+
+    try:
+        async with Journal(store, Config(commit_retry_max_delay=0.1)) as journal:
+            log = journal.open(name, editor.doc.get_update, 0)
+            log.append(editor.insert(0, "a"), "c1", on_durable=lambda: durable(0))
+            await within(log.flush())
+            await proxy.stop()
+            with caplog.at_level(logging.ERROR, logger="collab.journal"):
+                for i in range(1, 6):
+                    log.append(
+                        editor.insert(i, "bcdef"[i - 1]), "c1", on_durable=lambda i=i: durable(i)
+                    )
+                with pytest.raises(StoreError):
+                    await within(log.flush())
+            assert fired == [0]
+            assert any(r.levelno == logging.ERROR for r in caplog.records)
+            await proxy.start()  # same port: the database is back
+            await within(all_fired.wait())
+            assert fired == list(range(6))
+            await within(log.flush())
+        logged = await store.entries(name)
+        assert [e.seq for e in logged] == list(range(1, 7))
+        assert await loaded_text(store, name) == "abcdef"
+    finally:
+        try:
+            await store.delete(name)
+        finally:
+            await store.close()
+            await proxy.stop()
+
+
+async def test_a_long_unsnapshotted_log_gets_a_snapshot_when_closed(
+    store: Store, prefix: str
+) -> None:
+    editor, name = Editor(), f"{prefix}-long"
+    await store.append([NewEntry(name, editor.insert(i, "q"), 1.0, "c1") for i in range(30)])
+    loaded = await store.load(name)
+    assert loaded.snapshot is None
+    async with Journal(store, Config(snapshot_every_updates=10)) as journal:
+        log = journal.open(name, editor.doc.get_update, loaded.last_seq, len(loaded.entries))
+        await within(log.close())  # nothing appended, but the log it was loaded from is long
+    snapshot = (await store.load(name)).snapshot
+    assert snapshot is not None and snapshot.seq == 30
+    assert rebuild(snapshot.state, []) == "q" * 30

@@ -24,10 +24,11 @@ Every SQLAlchemy, driver or OS error leaves this module as
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -389,14 +390,31 @@ class SqlStore:
         if upto is not None:
             query = query.where(updates.c.seq <= upto)
         result = await conn.execute(query.order_by(updates.c.seq))
-        return [
-            LogEntry(seq, bytes(data), at, client, user) for seq, data, at, client, user in result
-        ]
+        with _gc_paused():  # no await inside
+            # Columns are in LogEntry's field order; both drivers return ``bytes`` for blobs.
+            return [LogEntry(*row) for row in result.all()]
 
 
 _INFO = sa.select(
     documents.c.name, documents.c.created_at, documents.c.updated_at, documents.c.last_seq
 )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects.
+
+    Loading 100,000 entries allocates 200,000 objects, which triggers several full
+    collections of the whole heap: about half of the load time. Nothing here can
+    form a cycle, and the block never awaits, so no other task runs while paused.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _doc_id(doc: str) -> sa.ScalarSelect[int]:
