@@ -49,6 +49,11 @@ async def test_typing_in_one_page_appears_in_the_other(
     await expect(ada.page.locator("#presence .person")).to_have_text(["Grace"])
     await expect(grace.page.locator("#presence .person")).to_have_text(["Ada"])
     await expect(grace.page.locator("#name")).to_have_value("Grace")
+    # Two people in a room get two colours (the younger client moves off a taken one).
+    await ada.page.wait_for_function(
+        """() => getComputedStyle(document.getElementById('self-dot')).backgroundColor !==
+                 getComputedStyle(document.querySelector('#presence .dot')).backgroundColor"""
+    )
     await ada.page.screenshot(path=screenshot_dir / "editor.png")
 
 
