@@ -80,6 +80,8 @@ class Config:
     version_gap_seconds: float = 60.0
     version_max_updates: int = 500
     retention: Retention = field(default_factory=Retention)
+    #: How often the server thins every document's history by ``retention``.
+    retention_interval: float = 3600.0
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""

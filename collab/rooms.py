@@ -33,7 +33,13 @@ class ClosableLog(Log, Protocol):
 class LogFactory(Protocol):
     """What rooms need of the journal: a log per loaded document."""
 
-    def open(self, doc: str, state: Callable[[], bytes], last_seq: int) -> ClosableLog: ...
+    def open(
+        self,
+        doc: str,
+        state: Callable[[], bytes],
+        last_seq: int,
+        entries_since_snapshot: int = 0,
+    ) -> ClosableLog: ...
 
 
 class Rooms:
@@ -129,7 +135,11 @@ class Rooms:
         loaded = await self._store.load(name)
         doc = _rebuild(loaded)
         room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
-        document_log = self._journal.open(name, doc.get_update, loaded.last_seq)
+        # A long log since the last snapshot counts toward the next one, so the next
+        # load of this document is fast.
+        document_log = self._journal.open(
+            name, doc.get_update, loaded.last_seq, entries_since_snapshot=len(loaded.entries)
+        )
         room.attach_log(document_log)
         self._rooms[name] = room
         self._logs[name] = document_log

@@ -19,6 +19,7 @@ import http
 import logging
 import secrets
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -31,7 +32,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from collab import http_api, pages, protocol
+from collab import history, http_api, pages, protocol
 from collab.config import Config
 from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
 from collab.http import HttpResponse, json_error
@@ -193,6 +194,20 @@ class Server:
             await asyncio.sleep(self.config.awareness_renewal_interval)
             self.rooms.tick()
 
+    async def _thin_history(self) -> None:
+        """Apply the retention policy to every document, once per ``retention_interval``."""
+        while True:
+            await asyncio.sleep(self.config.retention_interval)
+            try:
+                for info in await self.store.documents():
+                    removed = await history.apply_retention(
+                        self.store, self.config, info.name, time.time()
+                    )
+                    if removed:
+                        log.info("retention merged %d entries of %r", removed, info.name)
+            except CollabError as exc:
+                log.error("retention failed: %s", exc.reason)
+
 
 def _close_reason(reason: str) -> str:
     """A close frame's reason may hold at most 123 bytes of UTF-8."""
@@ -245,11 +260,15 @@ async def serve(config: Config, store: Store | None = None) -> AsyncIterator[Ser
                 server_header="collab",
             )
             server._ws = ws_server
-            ticker = asyncio.create_task(server._tick(), name="collab tick")
+            background = [
+                asyncio.create_task(server._tick(), name="collab tick"),
+                asyncio.create_task(server._thin_history(), name="collab retention"),
+            ]
             try:
                 yield server
             finally:
-                ticker.cancel()
+                for task in background:
+                    task.cancel()
                 ws_server.close()  # closes every connection with 1001 (going away)
                 await ws_server.wait_closed()
                 await rooms.close()

@@ -109,6 +109,7 @@ async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
                     timeout=20,
                 )
             await a.wait_saved(timeout=20)
+            await b.wait_saved(timeout=20)
             await b.wait_for(lambda: text_of(b.doc) == text_of(a.doc))
             final = text_of(a.doc)
     store = SqlStore(db)

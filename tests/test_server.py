@@ -218,3 +218,54 @@ async def test_dead_peer_is_dropped_by_keepalive_and_its_presence_removed(
             await watcher.wait_for(lambda: 4242 not in watcher.peers, timeout=10)
             assert server.connections == 1
         ws.transport.abort()
+
+
+async def test_history_api_is_served_on_the_same_port(server: Server) -> None:
+    import json
+
+    async with connect(doc_url(server, "served"), saved_acks=True) as client:
+        await client.wait_synced()
+        client.doc.get("text", type=Text).insert(0, "över HTTP")
+        await client.wait_saved()
+
+    def get(path: str) -> tuple[int, str, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}") as response:
+                return response.status, response.headers["Content-Type"], response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read()
+
+    status, kind, body = await asyncio.to_thread(get, "/api/docs")
+    assert status == 200 and kind.startswith("application/json")
+    assert "served" in [d["name"] for d in json.loads(body)["docs"]]
+    status, _, body = await asyncio.to_thread(get, "/api/docs/served/export?format=txt")
+    assert (status, body.decode()) == (200, "över HTTP")
+    status, _, body = await asyncio.to_thread(get, "/api/docs/nothing-here/versions")
+    assert status == 404 and "error" in json.loads(body)
+
+
+async def test_the_server_thins_old_history(config: Config) -> None:
+    from collab.config import Retention
+
+    thin = config.replace(
+        retention_interval=0.05, retention=Retention(keep_all_seconds=0, hourly_seconds=3600)
+    )
+    async with serve(thin) as server:
+        async with connect(doc_url(server, "old"), saved_acks=True) as client:
+            await client.wait_synced()
+            text = client.doc.get("text", type=Text)
+            for word in ("one ", "two ", "three"):
+                text.insert(len(text), word)
+            await client.wait_saved()
+            entries = await server.store.entries("old")
+            assert len(entries) == 3
+
+            async def merged_count() -> int:
+                return len(await server.store.entries("old"))
+
+            async with asyncio.timeout(10):
+                while await merged_count() != 1:
+                    await asyncio.sleep(0.05)
+        async with connect(doc_url(server, "old")) as again:
+            await again.wait_synced()
+            assert str(again.doc.get("text", type=Text)) == "one two three"
