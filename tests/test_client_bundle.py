@@ -44,3 +44,20 @@ def test_committed_bundle_matches_a_fresh_build(tmp_path: Path) -> None:
     assert out.read_bytes() == BUNDLE.read_bytes(), (
         "collab/static/app.js is stale: run `npm ci && npm run build` in client/ and commit it"
     )
+
+
+def test_client_unit_tests_pass() -> None:
+    """client/test/*.test.mjs: the splice diff and the line diff, run with `node --test`."""
+    node = shutil.which("node")
+    if node is None:
+        _missing("node is not installed")
+    if not (CLIENT / "node_modules" / "yjs" / "package.json").exists():
+        _missing(f"client dependencies missing: run `npm ci` in {CLIENT}")
+    result = subprocess.run(
+        [str(node), "--test", "test/diff.test.mjs"],
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

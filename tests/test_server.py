@@ -269,3 +269,20 @@ async def test_the_server_thins_old_history(config: Config) -> None:
         async with connect(doc_url(server, "old")) as again:
             await again.wait_synced()
             assert str(again.doc.get("text", type=Text)) == "one two three"
+
+
+async def test_default_limits_admit_a_2_mib_paste_and_a_50_mb_first_sync(server: Server) -> None:
+    url = doc_url(server, "big")
+    paste = "0123456789abcdef" * (2 * 1024 * 1024 // 16)  # 2 MiB in one update
+    async with connect(url) as a, connect(url) as b:
+        await a.wait_synced()
+        await b.wait_synced()
+        a.doc.get("text", type=Text).insert(0, paste)
+        await b.wait_for(lambda: len(text_of(b.doc)) == len(paste), timeout=30)
+
+    offline: Doc = Doc()
+    offline.get("text", type=Text).insert(0, "x" * 50_000_000)  # a 50 MB document, never synced
+    async with connect(doc_url(server, "huge"), doc=offline, saved_acks=True) as owner:
+        await owner.wait_saved(timeout=60)  # its first sync (one ~50 MB step 2) went through
+        async with connect(doc_url(server, "huge")) as newcomer:
+            await newcomer.wait_for(lambda: len(text_of(newcomer.doc)) == 50_000_000, 60)

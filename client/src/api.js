@@ -42,7 +42,7 @@ export async function listVersions (doc) {
     id: String(v.id ?? v.version ?? v.seq),
     at: toDate(v.timestamp ?? v.time ?? v.at ?? v.created_at ?? v.created),
     size: v.size ?? v.length ?? null,
-    users: (v.users ?? v.contributors ?? v.authors ?? []).map(String)
+    users: (v.users ?? v.contributors ?? v.authors ?? []).map(personName).filter(Boolean)
   }))
   return versions.sort((x, y) => (y.at?.getTime() ?? 0) - (x.at?.getTime() ?? 0))
 }
@@ -56,6 +56,12 @@ export async function fetchText (doc, at = null) {
 /** The URL that downloads `doc` (at version `at`, if given) as txt, md or json. */
 export function exportUrl (doc, format, at = null) {
   return `/api/docs/${enc(doc)}/export?format=${enc(format)}${at === null ? '' : `&at=${enc(at)}`}`
+}
+
+function personName (p) {
+  if (p === null || p === undefined) return ''
+  if (typeof p !== 'object') return String(p)
+  return String(p.name ?? p.user ?? p.client ?? p.id ?? '')
 }
 
 function toDate (value) {

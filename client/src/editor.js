@@ -8,7 +8,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { TextareaBinding } from './binding.js'
-import { colorFor, loadName, others, saveName, setUser } from './presence.js'
+import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 
 /** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
 export function defaultServerUrl (loc = window.location) {
@@ -113,8 +113,21 @@ export function mountEditor (textarea, options) {
   })
 
   const name = loadName(doc.clientID)
+  const showOwnColor = () => {
+    if (options.selfDot) options.selfDot.style.background = awareness.getLocalState()?.user?.color ?? ''
+  }
   setUser(awareness, name)
-  if (options.selfDot) options.selfDot.style.background = colorFor(doc.clientID)
+  showOwnColor()
+  // Someone who was here first may show our colour: take the next free one.
+  awareness.on('change', () => {
+    const user = awareness.getLocalState()?.user
+    if (!user) return
+    const color = chooseColor(awareness)
+    if (color !== user.color) {
+      setUser(awareness, user.name, color)
+      showOwnColor()
+    }
+  })
   if (options.nameInput) {
     const input = options.nameInput
     input.value = name
@@ -123,7 +136,7 @@ export function mountEditor (textarea, options) {
       if (!chosen) { input.value = awareness.getLocalState()?.user?.name ?? name; return }
       input.value = chosen
       saveName(chosen)
-      setUser(awareness, chosen)
+      setUser(awareness, chosen, awareness.getLocalState()?.user?.color)
     })
   }
   awareness.on('change', renderPresence)

@@ -7,6 +7,18 @@ import { lineDiff } from './linediff.js'
 
 const FORMATS = [['txt', 'Plain text'], ['md', 'Markdown'], ['json', 'JSON']]
 
+/**
+ * "by Ada, Grace" for people's names; "2 contributors" when all we have are anonymous
+ * connection ids (hex tokens), which mean nothing to a reader.
+ */
+function contributors (users) {
+  if (users.length === 0) return null
+  if (users.every((u) => /^[0-9a-f]{6,}$/.test(u))) {
+    return `${users.length} contributor${users.length === 1 ? '' : 's'}`
+  }
+  return `by ${users.join(', ')}`
+}
+
 export async function mountHistory (root, docName) {
   const listEl = root.querySelector('#versions')
   const titleEl = root.querySelector('#version-title')
@@ -82,17 +94,24 @@ export async function mountHistory (root, docName) {
     li.tabIndex = 0
     li.setAttribute('role', 'option')
     li.dataset.version = v.id
-    const when = document.createElement('span')
-    when.className = 'when'
-    when.textContent = formatWhen(v.at)
-    when.title = v.at ? v.at.toLocaleString() : ''
+    const title = document.createElement('span')
+    title.className = 'when'
+    title.textContent = `Version ${v.id}`
+    if (i === 0) {
+      const badge = document.createElement('span')
+      badge.className = 'badge'
+      badge.textContent = 'latest'
+      title.append(badge)
+    }
     const meta = document.createElement('span')
     meta.className = 'meta'
+    meta.title = v.at ? v.at.toLocaleString() : ''
     meta.textContent = [
-      v.users.length ? v.users.join(', ') : null,
-      v.size !== null ? `${v.size} chars` : null
-    ].filter(Boolean).join(' · ') || `version ${v.id}`
-    li.append(when, meta)
+      formatWhen(v.at),
+      v.size !== null ? `${v.size} chars` : null,
+      contributors(v.users)
+    ].filter(Boolean).join(' · ')
+    li.append(title, meta)
     li.addEventListener('click', () => select(i))
     li.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(i) }

@@ -11,8 +11,8 @@ const MAX_CELLS = 4_000_000
  * @returns {{op: ' ' | '-' | '+', line: string}[]}
  */
 export function lineDiff (before, after) {
-  const a = before === '' ? [] : before.split('\n')
-  const b = after === '' ? [] : after.split('\n')
+  const a = lines(before)
+  const b = lines(after)
   let head = 0
   while (head < a.length && head < b.length && a[head] === b[head]) head++
   let tail = 0
@@ -28,6 +28,14 @@ export function lineDiff (before, after) {
     out.push(...lcsDiff(midA, midB))
   }
   for (const line of a.slice(a.length - tail)) out.push({ op: ' ', line })
+  return out
+}
+
+/** Lines of `text`; a final newline ends the last line rather than starting an empty one. */
+function lines (text) {
+  if (text === '') return []
+  const out = text.split('\n')
+  if (out[out.length - 1] === '') out.pop()
   return out
 }
 

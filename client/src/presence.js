@@ -5,7 +5,7 @@
 const NAME_KEY = 'collab.name'
 
 // Colours readable as text on white and as dots on a light bar.
-const COLORS = ['#d1495b', '#2e86ab', '#3a7d44', '#8e5bd6', '#e07a1f', '#1b998b', '#c2185b', '#5c6bc0']
+const COLORS = ['#d1495b', '#2e86ab', '#3a7d44', '#8e5bd6', '#e07a1f', '#1b998b', '#c2185b', '#5c6bc0', '#a0522d', '#00838f', '#6d4c41', '#7b1fa2']
 const ADJECTIVES = ['Amber', 'Brisk', 'Calm', 'Deft', 'Eager', 'Fleet', 'Gentle', 'Keen', 'Lucid', 'Quiet']
 const ANIMALS = ['Otter', 'Heron', 'Lynx', 'Finch', 'Badger', 'Marten', 'Ibis', 'Wren', 'Fox', 'Seal']
 
@@ -13,6 +13,24 @@ function pick (list, n) { return list[Math.abs(n) % list.length] }
 
 /** A colour that stays the same for one client id. */
 export function colorFor (clientID) { return pick(COLORS, clientID) }
+
+/**
+ * This client's colour, moved off any colour an *older* client (lower id) already shows,
+ * so two people in one room rarely share one; the older one never changes.
+ */
+export function chooseColor (awareness) {
+  const own = awareness.clientID
+  const taken = new Set()
+  for (const [clientID, state] of awareness.getStates()) {
+    if (clientID < own && state?.user?.color) taken.add(state.user.color)
+  }
+  const start = Math.abs(own) % COLORS.length
+  for (let i = 0; i < COLORS.length; i++) {
+    const color = COLORS[(start + i) % COLORS.length]
+    if (!taken.has(color)) return color
+  }
+  return COLORS[start]
+}
 
 function storage () {
   try { return window.localStorage } catch { return null } // disabled storage (privacy mode)
@@ -33,8 +51,8 @@ export function saveName (name) {
  * Publish `name` as this client's presence.
  * @param {import('y-protocols/awareness').Awareness} awareness
  */
-export function setUser (awareness, name) {
-  awareness.setLocalStateField('user', { name, color: colorFor(awareness.clientID) })
+export function setUser (awareness, name, color = chooseColor(awareness)) {
+  awareness.setLocalStateField('user', { name, color })
 }
 
 /**

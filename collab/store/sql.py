@@ -101,6 +101,25 @@ except ImportError:  # pragma: no cover
 _SCHEMA_LOCK_KEY = 0x636F6C6C  # "coll"
 
 
+#: Reserve ``count`` seqs of a document and keep its newest timestamp, in one statement
+#: built once (SQLAlchemy caches its compiled form): the hot path of every commit.
+_BUMP = (
+    documents.update()
+    .where(documents.c.name == sa.bindparam("doc_name"))
+    .values(
+        last_seq=documents.c.last_seq + sa.bindparam("count", type_=sa.BigInteger),
+        updated_at=sa.case(
+            (
+                documents.c.updated_at < sa.bindparam("newest", type_=sa.Float),
+                sa.bindparam("newest", type_=sa.Float),
+            ),
+            else_=documents.c.updated_at,
+        ),
+    )
+    .returning(documents.c.id, documents.c.last_seq)
+)
+
+
 def engine_url(url: str) -> sa.URL:
     """Turn a user-facing URL into one with an asyncio driver.
 
@@ -241,39 +260,25 @@ class SqlStore:
         names = sorted(set(counts) | set(snapshots))  # fixed order: no lock-order deadlocks
 
         async with self._begin("append") as conn:
-            # A write first: on SQLite this takes the write lock at once (no lock upgrade later).
-            await conn.execute(
-                self._insert(documents).on_conflict_do_nothing(index_elements=["name"]),
-                [
-                    {
-                        "name": name,
-                        "created_at": first_at.get(name, now),
-                        "updated_at": last_at.get(name, now),
-                        "last_seq": 0,
-                    }
-                    for name in names
-                ],
-            )
             ids: dict[str, int] = {}
             next_seq: dict[str, int] = {}
             for name in names:
+                # The bump is a write, so on SQLite it takes the write lock at once (no lock
+                # upgrade later); a document seen for the first time is inserted, then bumped.
                 count = counts.get(name, 0)
-                newest = last_at.get(name)
-                updated = (
-                    documents.c.updated_at
-                    if newest is None
-                    else sa.case(
-                        (documents.c.updated_at < newest, newest), else_=documents.c.updated_at
-                    )
-                )
-                row = (
+                bump = {"doc_name": name, "count": count, "newest": last_at.get(name, 0.0)}
+                row = (await conn.execute(_BUMP, bump)).first()
+                if row is None:
                     await conn.execute(
-                        documents.update()
-                        .where(documents.c.name == name)
-                        .values(last_seq=documents.c.last_seq + count, updated_at=updated)
-                        .returning(documents.c.id, documents.c.last_seq)
+                        self._insert(documents).on_conflict_do_nothing(index_elements=["name"]),
+                        {
+                            "name": name,
+                            "created_at": first_at.get(name, now),
+                            "updated_at": last_at.get(name, now),
+                            "last_seq": 0,
+                        },
                     )
-                ).one()
+                    row = (await conn.execute(_BUMP, bump)).one()
                 ids[name] = row.id
                 next_seq[name] = row.last_seq - count + 1
             seqs: list[int] = []

@@ -49,6 +49,11 @@ async def test_typing_in_one_page_appears_in_the_other(
     await expect(ada.page.locator("#presence .person")).to_have_text(["Grace"])
     await expect(grace.page.locator("#presence .person")).to_have_text(["Ada"])
     await expect(grace.page.locator("#name")).to_have_value("Grace")
+    # Two people in a room get two colours (the younger client moves off a taken one).
+    await ada.page.wait_for_function(
+        """() => getComputedStyle(document.getElementById('self-dot')).backgroundColor !==
+                 getComputedStyle(document.querySelector('#presence .dot')).backgroundColor"""
+    )
     await ada.page.screenshot(path=screenshot_dir / "editor.png")
 
 
@@ -205,6 +210,8 @@ async def test_text_survives_a_server_restart_and_reload(
         await expect(page.textarea).to_have_value("Still here after a restart. ✓")
         fresh = await editors.open(http(second), "durable")
         await expect(fresh.textarea).to_have_value("Still here after a restart. ✓")
+        # The server stops before the pages close; their reconnect attempts may be logged.
+        fresh.console.allowed.append(lambda m: "WebSocket connection to" in m)
 
 
 async def test_stock_node_client_and_the_browser_co_edit(

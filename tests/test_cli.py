@@ -1,0 +1,174 @@
+"""``python -m collab`` as a user runs it: a subprocess against a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from collab import history
+from collab.config import Config
+from collab.store.sql import SqlStore
+from tests.history_fixtures import Editors
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ["serve", "docs", "history", "show", "diff", "export", "import", "delete"]
+TEXT = "Title\n\nnaïve 中文 😀 e\u0301"
+
+
+@dataclass
+class Db:
+    url: str
+    texts: dict[int, str]
+    versions: list[history.Version]
+
+
+def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("COLLAB_DB_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "collab", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(*args: str) -> bytes:
+    result = run(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
+
+
+def failed(*args: str, code: int = 1) -> str:
+    result = run(*args)
+    assert result.returncode == code, result
+    message = result.stderr.decode()
+    assert "Traceback" not in message
+    return message
+
+
+async def _fill(url: str) -> Db:
+    store = SqlStore(url)
+    await store.open()
+    try:
+        editors = Editors(store, "notes", 2, ["alice", "bob"])
+        await editors.insert(0, 0, "Title\n\n中文")
+        editors.sync(1)
+        await editors.insert(1, 100, " 😀 e\u0301", gap=3600)
+        await editors.insert(0, 7, "naïve ", gap=7200)
+        await Editors(store, "other", 1, [None]).insert(0, 0, "x")
+        found = await history.versions(store, Config(), "notes")
+        return Db(url, editors.texts, found)
+    finally:
+        await store.close()
+
+
+@pytest.fixture(name="db")
+def db_fixture(tmp_path: Path) -> Db:
+    return asyncio.run(_fill(f"sqlite:///{tmp_path / 'collab.db'}"))
+
+
+def test_help_of_every_command() -> None:
+    top = ok("--help").decode()
+    for command in COMMANDS:
+        assert command in top
+        text = ok(command, "--help").decode()
+        assert text.startswith(f"usage: collab {command}")
+        assert "--db" in text
+    assert "usage:" in failed(code=2)  # no command
+    assert "invalid choice" in failed("frobnicate", code=2)
+
+
+def test_docs_history_show(db: Db) -> None:
+    assert [line.split()[0] for line in ok("docs", "--db", db.url).decode().splitlines()] == [
+        "NAME",
+        "notes",
+        "other",
+    ]
+    names = [d["name"] for d in json.loads(ok("docs", "--json", "--db", db.url))]
+    assert names == ["notes", "other"]
+
+    listed = json.loads(ok("history", "notes", "--json", "--db", db.url))
+    assert listed == [v.to_json() for v in db.versions]
+    assert [v["id"] for v in listed] == [1, 2, 3]
+    table = ok("history", "notes", "--db", db.url).decode().splitlines()
+    assert table[0].split() == ["VERSION", "AT", "SIZE", "CONTRIBUTORS"]
+    assert table[2].split()[0] == "2" and table[2].endswith("bob")
+
+    assert ok("show", "notes", "--db", db.url) == TEXT.encode()
+    assert ok("show", "notes", "--at", "1", "--db", db.url) == db.texts[1].encode()
+    at = history.iso(db.versions[1].at + 1)
+    assert ok("show", "notes", "--at", at, "--db", db.url) == db.texts[2].encode()
+
+
+def test_diff(db: Db) -> None:
+    out = ok("diff", "notes", "1", "now", "--db", db.url).decode()
+    assert out.splitlines()[:2] == ["--- notes@1", "+++ notes@3"]
+    assert "-中文" in out and "+naïve 中文 😀 e\u0301" in out
+    assert ok("diff", "notes", "2", "2", "--db", db.url) == b""
+
+
+def test_exports(db: Db, tmp_path: Path) -> None:
+    assert ok("export", "notes", "--format", "txt", "--db", db.url) == TEXT.encode()
+    assert ok("export", "notes", "--db", db.url) == TEXT.encode()
+    assert ok("export", "notes", "--at", "1", "--db", db.url) == db.texts[1].encode()
+    md = ok("export", "notes", "--format", "md", "--db", db.url).decode()
+    assert md.startswith('---\ndoc: "notes"\nversion: 3\n') and md.endswith("---\n" + TEXT)
+    value = json.loads(ok("export", "notes", "--format", "json", "--db", db.url))
+    assert value["text"] == TEXT and value["roots"] == {"text": TEXT}
+    assert value["contributors"] == ["alice"]
+    target = tmp_path / "out.txt"
+    assert ok("export", "notes", "-o", str(target), "--db", db.url) == b""
+    assert target.read_bytes() == TEXT.encode()
+    assert "archive is JSON only" in failed("export", "notes", "--all-history", "--db", db.url)
+
+
+def test_archive_into_an_empty_database(db: Db, tmp_path: Path) -> None:
+    archive = tmp_path / "notes.json"
+    archive.write_bytes(ok("export", "notes", "--all-history", "--format", "json", "--db", db.url))
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = run("import", str(archive), "--db", empty)
+    assert result.returncode == 0 and b"imported notes" in result.stderr
+    assert ok("export", "notes", "--db", empty) == TEXT.encode()
+    assert json.loads(ok("history", "notes", "--json", "--db", empty)) == [
+        v.to_json() for v in db.versions
+    ]
+    assert "already exists" in failed("import", str(archive), "--db", empty)
+    ok("import", str(archive), "--as", "copy", "--db", empty)
+    assert ok("show", "copy", "--at", "2", "--db", empty) == db.texts[2].encode()
+    (tmp_path / "bad.json").write_text("{nope")
+    assert "not JSON" in failed("import", str(tmp_path / "bad.json"), "--db", empty)
+    assert "No such file" in failed("import", str(tmp_path / "absent.json"), "--db", empty)
+
+
+def test_delete(db: Db) -> None:
+    assert "without --yes" in failed("delete", "notes", "--db", db.url)
+    assert ok("show", "notes", "--db", db.url) == TEXT.encode()
+    ok("delete", "notes", "--yes", "--db", db.url)
+    assert "no document named 'notes'" in failed("show", "notes", "--db", db.url)
+    assert "no document named 'notes'" in failed("delete", "notes", "--yes", "--db", db.url)
+
+
+def test_errors_are_one_line_without_traceback(db: Db) -> None:
+    for args in (
+        ["show", "missing"],
+        ["history", "missing"],
+        ["diff", "missing", "1", "2"],
+        ["export", "missing", "--format", "md"],
+    ):
+        message = failed(*args, "--db", db.url)
+        assert message == "collab: error: no document named 'missing'\n"
+    assert "no version 9" in failed("show", "notes", "--at", "9", "--db", db.url)
+    assert "ISO-8601" in failed("show", "notes", "--at", "yesterday", "--db", db.url)
+    assert "invalid document name" in failed("show", "a/b", "--db", db.url)
+    assert "unsupported database URL" in failed("docs", "--db", "nosuch://x")

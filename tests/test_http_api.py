@@ -1,0 +1,152 @@
+"""The HTTP history API, called directly with a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collab import history
+from collab.config import Config
+from collab.http import HttpResponse
+from collab.http_api import respond
+from collab.store.sql import SqlStore
+from tests.history_fixtures import Editors
+
+CONFIG = Config(version_gap_seconds=60.0)
+
+
+@pytest.fixture(name="api_store")
+async def api_store_fixture(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'api.db'}")
+    await store.open()
+    editors = Editors(store, "notes", 2, ["alice", None])
+    await editors.insert(0, 0, "hello\n")
+    editors.sync(1)
+    await editors.insert(1, 6, "wörld 😀", gap=120)
+    await editors.set_meta(0, "title", "Notes", gap=1)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def get(store: SqlStore, path: str, **query: str) -> HttpResponse:
+    response = await respond(store, CONFIG, path, query)
+    assert response is not None
+    return response
+
+
+def body(response: HttpResponse) -> Any:
+    assert response.content_type.startswith("application/json")
+    return json.loads(response.body)
+
+
+async def test_not_ours() -> None:
+    store = SqlStore("sqlite://")  # never opened: these paths must not touch it
+    assert await respond(store, CONFIG, "/", {}) is None
+    assert await respond(store, CONFIG, "/notes", {}) is None
+    assert await respond(store, CONFIG, "/apix/docs", {}) is None
+
+
+async def test_docs_and_versions(api_store: SqlStore) -> None:
+    response = await get(api_store, "/api/docs")
+    assert response.status == 200
+    [doc] = body(response)["docs"]
+    assert doc["name"] == "notes" and doc["last_seq"] == 3
+    assert set(doc) == {"name", "created_at", "updated_at", "last_seq"}
+
+    value = body(await get(api_store, "/api/docs/notes/versions"))
+    assert value["doc"] == "notes" and value["history_enabled"] is True
+    assert [(v["id"], v["size"], v["contributors"]) for v in value["versions"]] == [
+        (1, 6, ["alice"]),
+        (3, 13, ["client1", "alice"]),
+    ]
+    assert value["versions"][0]["at_iso"].endswith("Z")
+    assert set(value["versions"][0]) == {
+        "id",
+        "at",
+        "at_iso",
+        "size",
+        "contributors",
+        "first_seq",
+        "last_seq",
+    }
+
+
+async def test_text_diff_attribution(api_store: SqlStore) -> None:
+    now = body(await get(api_store, "/api/docs/notes/text"))
+    assert now["text"] == "hello\nwörld 😀" and now["version"]["id"] == 3
+    old = body(await get(api_store, "/api/docs/notes/text", at="1"))
+    assert old["text"] == "hello\n" and old["version"]["size"] == 6
+    found = await history.versions(api_store, CONFIG, "notes")
+    by_time = body(await get(api_store, "/api/docs/notes/text", at=history.iso(found[0].at)))
+    assert by_time["version"]["id"] == 1
+
+    diff = body(await get(api_store, "/api/docs/notes/diff", **{"from": "1", "to": "3"}))
+    assert (diff["from"], diff["to"]) == (1, 3)
+    assert "+wörld 😀\n" in diff["diff"]
+    assert body(await get(api_store, "/api/docs/notes/diff", **{"from": "1"}))["to"] == 3
+
+    spans = body(await get(api_store, "/api/docs/notes/attribution"))
+    assert spans["spans"] == [
+        {"author": "alice", "text": "hello\n"},
+        {"author": "client1", "text": "wörld 😀"},
+    ]
+    assert spans["version"]["id"] == 3
+    early = body(await get(api_store, "/api/docs/notes/attribution", at="1"))
+    assert early["spans"] == [{"author": "alice", "text": "hello\n"}]
+
+
+async def test_exports_are_attachments(api_store: SqlStore) -> None:
+    txt = await get(api_store, "/api/docs/notes/export", format="txt")
+    assert txt.status == 200 and txt.body == "hello\nwörld 😀".encode()
+    assert txt.content_type == "text/plain; charset=utf-8"
+    assert txt.headers["Content-Disposition"] == 'attachment; filename="notes.txt"'
+    old = await get(api_store, "/api/docs/notes/export", format="md", at="1")
+    assert old.body.decode().endswith("---\nhello\n")
+    assert old.headers["Content-Disposition"] == 'attachment; filename="notes@1.md"'
+    value = body(await get(api_store, "/api/docs/notes/export", format="json"))
+    assert value["roots"] == {"text": "hello\nwörld 😀", "meta": {"title": "Notes"}}
+    archive = body(await get(api_store, "/api/docs/notes/export", format="json", all_history="1"))
+    assert archive["format"] == "collab.archive" and len(archive["entries"]) == 3
+    assert (await get(api_store, "/api/docs/notes/export")).body == txt.body  # txt by default
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "status", "message"),
+    [
+        ("/api/docs/missing/versions", {}, 404, "no document named 'missing'"),
+        ("/api/docs/missing/text", {}, 404, "no document named 'missing'"),
+        ("/api/docs/missing/export", {"format": "md"}, 404, "no document named 'missing'"),
+        ("/api/docs/missing/attribution", {}, 404, "no document named 'missing'"),
+        ("/api/docs/notes/nothing", {}, 404, "no API endpoint /api/docs/notes/nothing"),
+        ("/api/nothing", {}, 404, "no API endpoint /api/nothing"),
+        ("/api/docs/a%2Fb/text", {}, 400, "invalid document name 'a%2Fb'"),
+        ("/api/docs/" + "x" * 200 + "/text", {}, 400, "invalid document name"),
+        ("/api/docs/notes/text", {"at": "99"}, 400, "no version 99"),
+        ("/api/docs/notes/text", {"at": "soon"}, 400, "ISO-8601"),
+        ("/api/docs/notes/text", {"at": "1970-01-01T00:00:00Z"}, 400, "no version at or before"),
+        ("/api/docs/notes/diff", {}, 400, "'from' is required"),
+        ("/api/docs/notes/export", {"format": "pdf"}, 400, "unknown format 'pdf'"),
+        ("/api/docs/notes/export", {"all_history": "1"}, 400, "JSON only"),
+    ],
+)
+async def test_errors(
+    api_store: SqlStore, path: str, query: dict[str, str], status: int, message: str
+) -> None:
+    response = await respond(api_store, CONFIG, path, query)
+    assert response is not None and response.status == status
+    assert message in body(response)["error"]
+
+
+async def test_store_failure_is_503(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'closed.db'}")
+    await store.open()
+    await store.close()
+    response = await respond(store, CONFIG, "/api/docs/notes/versions", {})
+    assert response is not None and response.status == 503
+    assert body(response) == {"error": "the store is unavailable"}
