@@ -85,6 +85,7 @@ class DocumentLog:
         self._snapshot_mark = 0  # value of _appended covered by the latest snapshot
         self._snapshot_time = time.monotonic()
         self._closing = False
+        self._superseded = False  # never snapshot: see Journal.open
 
     @property
     def pending(self) -> int:
@@ -149,7 +150,7 @@ class DocumentLog:
 
     def _wants_snapshot(self, now: float, forced: bool) -> bool:
         changed = self._appended - self._snapshot_mark
-        if changed <= 0:
+        if changed <= 0 or self._superseded:
             return False
         config = self._journal.config
         return (
@@ -221,12 +222,21 @@ class Journal:
         (``len(loaded.entries)``) counts toward the next snapshot, so a document
         loaded from a long log without a snapshot gets one soon (at its next
         commit, or when its log is closed) and the next load is fast.
-        Raises ``ValueError`` if ``doc`` is already open in this journal.
+        Raises ``ValueError`` if ``doc`` is already open in this journal (a log
+        whose ``close()`` failed may be replaced: its entries still commit first).
         """
-        if doc in self._logs:
+        previous = self._logs.get(doc)
+        if previous is not None and not previous._closing:
             raise ValueError(f"{doc!r} is already open in this journal")
         log = self._logs[doc] = DocumentLog(self, doc, state, last_seq)
         log._snapshot_mark = -entries_since_snapshot
+        if previous is not None:
+            # Its close() failed (the store is failing) and it still holds entries. They
+            # will commit, in order, before this log's; but this Doc was loaded without
+            # them, so a snapshot of it could claim seqs whose content it lacks. The
+            # log itself stays complete: this log just never snapshots.
+            previous._superseded = True
+            log._superseded = previous.pending > 0 or previous._superseded
         return log
 
     async def __aenter__(self) -> Journal:

@@ -598,3 +598,31 @@ async def test_a_long_unsnapshotted_log_gets_a_snapshot_when_closed(
     snapshot = (await store.load(name)).snapshot
     assert snapshot is not None and snapshot.seq == 30
     assert rebuild(snapshot.state, []) == "q" * 30
+
+
+async def test_a_document_reopened_after_a_failed_close_keeps_every_entry(prefix: str) -> None:
+    store = MemoryStore()
+    await store.open()
+    name = f"{prefix}-re"
+    first, second = Editor(), Editor()
+    async with Journal(store, Config(commit_retry_max_delay=0.05, snapshot_every_updates=1)) as j:
+        log = j.open(name, first.doc.get_update, 0)
+        await store.close()  # the database goes away
+        log.append(first.insert(0, "lost?"), "c1")
+        with pytest.raises(StoreError):
+            await within(log.close())
+        with pytest.raises(JournalClosed):
+            log.append(first.insert(0, "x"), "c1")
+        # The room is gone; an editor comes back and the document is loaded again (empty).
+        again = j.open(name, second.doc.get_update, 0)
+        with pytest.raises(ValueError):
+            j.open(name, second.doc.get_update, 0)
+        durable = asyncio.Event()
+        again.append(second.insert(0, "new "), "c2", on_durable=durable.set)
+        await store.open()
+        await within(durable.wait())
+        await within(again.close())
+    loaded = await store.load(name)
+    assert loaded.snapshot is None  # the second Doc never saw "lost?": no snapshot from it
+    assert [e.seq for e in loaded.entries] == [1, 2]
+    assert sorted(await loaded_text(store, name)) == sorted("lost?new ")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from collab.errors import StoreError
 from collab.store import Loaded, LogEntry, NewEntry, Store, store_from_url
@@ -214,3 +218,62 @@ def test_urls_pick_asyncio_drivers() -> None:
     assert isinstance(store_from_url("sqlite:///x.db"), SqlStore)
     require_postgres()
     assert isinstance(store_from_url(PG_URL), SqlStore)
+
+
+_example = itertools.count()
+
+_operation = st.one_of(
+    st.tuples(
+        st.just("append"),
+        st.lists(st.tuples(st.integers(0, 2), st.binary(min_size=1, max_size=8)), max_size=6),
+        st.sets(st.integers(0, 2), max_size=2),
+    ),
+    st.tuples(
+        st.just("replace"), st.integers(0, 2), st.tuples(st.integers(1, 9), st.integers(0, 3))
+    ),
+    st.tuples(st.just("delete"), st.integers(0, 2), st.just(None)),
+)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=st.lists(_operation, min_size=1, max_size=12))
+async def test_sql_store_behaves_like_the_memory_store(
+    sql_store: SqlStore, prefix: str, operations: list[tuple[str, Any, Any]]
+) -> None:
+    """Random batches, snapshots, merges and deletes: every read agrees with the reference."""
+    model = MemoryStore()
+    await model.open()
+    names = [f"{prefix}-{next(_example)}-{i}" for i in range(3)]
+    for kind, first, second in operations:
+        if kind == "append":
+            entries = [entry(names[d], data, at=float(i)) for i, (d, data) in enumerate(first)]
+            snapshots = {names[d]: b"state of " + names[d].encode() for d in second}
+            assert await sql_store.append(entries, snapshots) == await model.append(
+                entries, snapshots
+            )
+        elif kind == "replace":
+            start, length = second
+            merged = LogEntry(seq=start + length, update=b"merged", at=0.0, client="a,b")
+            outcomes = []
+            for store in (sql_store, model):
+                try:
+                    await store.replace_range(names[first], start, start + length, merged)
+                    outcomes.append("ok")
+                except StoreError:
+                    outcomes.append("refused")
+            assert outcomes[0] == outcomes[1]
+        else:
+            assert await sql_store.delete(names[first]) == await model.delete(names[first])
+        for name in names:
+            got, want = await sql_store.load(name), await model.load(name)
+            assert got.entries == want.entries
+            assert (got.snapshot and (got.snapshot.seq, got.snapshot.state)) == (
+                want.snapshot and (want.snapshot.seq, want.snapshot.state)
+            )
+            assert await sql_store.entries(name, 1, 4) == await model.entries(name, 1, 4)
+            info, reference = await sql_store.document(name), await model.document(name)
+            assert (info and info.last_seq) == (reference and reference.last_seq)
+    for name in names:
+        await sql_store.delete(name)

@@ -131,6 +131,8 @@ class MemoryStore:
         found = self._docs.get(doc)
         if found is None:
             raise StoreError(f"no document {doc!r}")
+        if last > found.last_seq or not any(first <= s <= last for s in found.log):
+            raise StoreError(f"{doc!r} has no entries to merge in {first}..{last}")
         log = {s: e for s, e in found.log.items() if not first <= s <= last}
         log[last] = merged
         found.log = dict(sorted(log.items()))

@@ -349,11 +349,17 @@ class SqlStore:
                     updates.c.doc_id == doc_id, updates.c.seq.between(first, last)
                 )
             )
-            found = (await conn.execute(sa.select(doc_id))).scalar()
-            if found is None:
+            row = (
+                await conn.execute(
+                    sa.select(documents.c.id, documents.c.last_seq).where(documents.c.name == doc)
+                )
+            ).first()
+            if row is None:
                 raise StoreError(f"no document {doc!r}")
-            if deleted.rowcount == 0:
-                raise StoreError(f"{doc!r} has no entries in {first}..{last}")
+            found = row.id
+            # Past last_seq, the merged entry would take a seq the next append will use.
+            if deleted.rowcount == 0 or last > row.last_seq:
+                raise StoreError(f"{doc!r} has no entries to merge in {first}..{last}")
             await conn.execute(
                 updates.insert().values(
                     doc_id=found,
