@@ -34,6 +34,7 @@ from pycrdt import Doc, Text, TextEvent, merge_updates
 
 from collab.config import Config
 from collab.errors import InvalidRequest, StoreError, UnknownDocument
+from collab.replay import replay
 from collab.store import LogEntry, Store
 
 __all__ = [
@@ -185,12 +186,12 @@ async def versions(store: Store, config: Config, doc: str) -> list[Version]:
     """Every version of ``doc``, oldest first. Replays the whole log once (for sizes)."""
     await check_document(store, doc)
     entries = await store.entries(doc)
-    replay: Doc[Any] = Doc()
-    text = replay.get(config.text_root, type=Text)
+    rebuilt: Doc[Any] = Doc()
+    text = rebuilt.get(config.text_root, type=Text)
     result = []
     for group, at, contributors in _metadata(cut(entries, config)):
         for entry in group:
-            _apply(replay, entry.update, entry.seq)
+            _apply(rebuilt, entry.update, entry.seq)
         result.append(
             Version(
                 id=group[-1].seq,
@@ -239,20 +240,12 @@ def resolve(found: Sequence[Version], at: At | None) -> Version | None:
 
 async def doc_at(store: Store, doc: str, seq: int | None) -> Doc[Any]:
     """A fresh Doc holding ``doc`` as of log seq ``seq`` (``None``: the latest state)."""
-    replay: Doc[Any] = Doc()
     if seq is None:
         loaded = await store.load(doc)
-        if loaded.snapshot is not None:
-            _apply(replay, loaded.snapshot.state, loaded.snapshot.seq)
-        for entry in loaded.entries:
-            _apply(replay, entry.update, entry.seq)
-        return replay
+        return replay(loaded.snapshot, loaded.entries)
     snapshot = await store.snapshot_before(doc, seq)
-    if snapshot is not None:
-        _apply(replay, snapshot.state, snapshot.seq)
-    for entry in await store.entries(doc, after=snapshot.seq if snapshot else 0, upto=seq):
-        _apply(replay, entry.update, entry.seq)
-    return replay
+    entries = await store.entries(doc, after=snapshot.seq if snapshot else 0, upto=seq)
+    return replay(snapshot, entries)
 
 
 async def state_at(
@@ -378,14 +371,14 @@ async def attribution(
     version = resolve(await _light_versions(store, config, doc), at)
     if version is None:
         return [], None
-    replay: Doc[Any] = Doc()
-    text = replay.get(config.text_root, type=Text)
+    rebuilt: Doc[Any] = Doc()
+    text = rebuilt.get(config.text_root, type=Text)
     tracker = _Authorship()
     subscription = text.observe(tracker.observe)
     try:
         for entry in await store.entries(doc, upto=version.last_seq):
             tracker.author = ",".join(authors(entry))
-            _apply(replay, entry.update, entry.seq)
+            _apply(rebuilt, entry.update, entry.seq)
     finally:
         text.unobserve(subscription)
     spans = tracker.spans()

@@ -15,13 +15,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from pycrdt import Doc
+from typing import Protocol
 
 from collab.config import Config
+from collab.replay import replay
 from collab.room import Log, Room
-from collab.store import Loaded, Store
+from collab.store import Store
 
 log = logging.getLogger("collab.rooms")
 
@@ -133,7 +132,7 @@ class Rooms:
 
     async def _load(self, name: str) -> Room:
         loaded = await self._store.load(name)
-        doc = _rebuild(loaded)
+        doc = replay(loaded.snapshot, loaded.entries)
         room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
         # A long log since the last snapshot counts toward the next one, so the next
         # load of this document is fast.
@@ -168,13 +167,3 @@ class Rooms:
         finally:
             room.close()
             log.debug("unloaded %s", room.name)
-
-
-def _rebuild(loaded: Loaded) -> Doc[Any]:
-    """A Doc from a snapshot and the log after it (never from text: that duplicates content)."""
-    doc: Doc[Any] = Doc()
-    if loaded.snapshot is not None:
-        doc.apply_update(loaded.snapshot.state)
-    for entry in loaded.entries:
-        doc.apply_update(entry.update)
-    return doc
