@@ -24,10 +24,12 @@ Every SQLAlchemy, driver or OS error leaves this module as
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -120,6 +122,88 @@ _BUMP = (
 )
 
 
+def _append_in_transaction(
+    engine: sa.Engine, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]
+) -> list[int]:
+    with engine.begin() as conn:
+        return _append(conn, entries, snapshots)
+
+
+def _append(
+    conn: sa.Connection, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]
+) -> list[int]:
+    """The body of :meth:`SqlStore.append`, on a connection inside a transaction.
+
+    Synchronous so that SQLite runs it whole in one thread hop; PostgreSQL runs it
+    through ``AsyncConnection.run_sync`` on asyncpg.
+    """
+    # Per document: how many entries, and the span of their timestamps.
+    counts: dict[str, int] = {}
+    first_at: dict[str, float] = {}
+    last_at: dict[str, float] = {}
+    for entry in entries:
+        counts[entry.doc] = counts.get(entry.doc, 0) + 1
+        first_at[entry.doc] = min(first_at.get(entry.doc, entry.at), entry.at)
+        last_at[entry.doc] = max(last_at.get(entry.doc, entry.at), entry.at)
+    now = time.time()
+    names = sorted(set(counts) | set(snapshots))  # fixed order: no lock-order deadlocks
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+    ids: dict[str, int] = {}
+    next_seq: dict[str, int] = {}
+    for name in names:
+        # The bump is a write, so on SQLite it takes the write lock at once (no lock
+        # upgrade later); a document seen for the first time is inserted, then bumped.
+        count = counts.get(name, 0)
+        bump = {"doc_name": name, "count": count, "newest": last_at.get(name, 0.0)}
+        row = conn.execute(_BUMP, bump).first()
+        if row is None:
+            conn.execute(
+                insert(documents).on_conflict_do_nothing(index_elements=["name"]),
+                {
+                    "name": name,
+                    "created_at": first_at.get(name, now),
+                    "updated_at": last_at.get(name, now),
+                    "last_seq": 0,
+                },
+            )
+            row = conn.execute(_BUMP, bump).one()
+        ids[name] = row.id
+        next_seq[name] = row.last_seq - count + 1
+    seqs: list[int] = []
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq = next_seq[entry.doc]
+        next_seq[entry.doc] = seq + 1
+        seqs.append(seq)
+        rows.append(
+            {
+                "doc_id": ids[entry.doc],
+                "seq": seq,
+                "at": entry.at,
+                "client": entry.client,
+                "user": entry.user,
+                "data": entry.update,
+            }
+        )
+    if rows:
+        conn.execute(updates.insert(), rows)  # executemany: one round trip
+    if snapshots:
+        upsert = insert(snapshots_table)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["doc_id", "seq"],
+                set_={"state": upsert.excluded.state, "at": upsert.excluded.at},
+            ),
+            [
+                # next_seq is now one past the doc's last seq, whether or not it had entries
+                {"doc_id": ids[name], "seq": next_seq[name] - 1, "at": now, "state": state}
+                for name, state in snapshots.items()
+            ],
+        )
+    return seqs
+
+
 def engine_url(url: str) -> sa.URL:
     """Turn a user-facing URL into one with an asyncio driver.
 
@@ -163,6 +247,9 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = engine_url(url)
         self._engine: AsyncEngine | None = None
+        # SQLite only: a plain (sync) engine and one thread that runs every append.
+        self._sync_engine: sa.Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
 
     @property
     def dialect(self) -> str:
@@ -197,17 +284,14 @@ class SqlStore:
         async with self._errors(action), self._engine.connect() as conn:
             yield conn
 
-    def _insert(self, table: sa.Table) -> Any:
-        """The dialect's INSERT, which knows ``ON CONFLICT``."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
     async def open(self) -> None:
         async with self._errors("open"):
             if self.dialect == "sqlite":
                 engine = create_async_engine(self.url)
                 sa.event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+                self._sync_engine = sa.create_engine(self.url.set(drivername="sqlite"))
+                sa.event.listen(self._sync_engine, "connect", _set_sqlite_pragmas)
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="collab-sqlite-writer")
             else:
                 engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
             self._engine = engine
@@ -238,8 +322,14 @@ class SqlStore:
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
-        if engine is not None:
-            async with self._errors("close"):
+        writer, self._writer = self._writer, None
+        sync_engine, self._sync_engine = self._sync_engine, None
+        async with self._errors("close"):
+            if writer is not None:
+                await asyncio.to_thread(writer.shutdown)
+            if sync_engine is not None:
+                sync_engine.dispose()
+            if engine is not None:
                 await engine.dispose()
 
     async def append(
@@ -248,71 +338,18 @@ class SqlStore:
         snapshots = snapshots or {}
         if not entries and not snapshots:
             return []
-        # Per document: how many entries, and the span of their timestamps.
-        counts: dict[str, int] = {}
-        first_at: dict[str, float] = {}
-        last_at: dict[str, float] = {}
-        for entry in entries:
-            counts[entry.doc] = counts.get(entry.doc, 0) + 1
-            first_at[entry.doc] = min(first_at.get(entry.doc, entry.at), entry.at)
-            last_at[entry.doc] = max(last_at.get(entry.doc, entry.at), entry.at)
-        now = time.time()
-        names = sorted(set(counts) | set(snapshots))  # fixed order: no lock-order deadlocks
-
+        if self._writer is not None:
+            # SQLite: the whole transaction in one hop to the writer thread. Through
+            # aiosqlite every statement is a hop of its own, and a commit cost ~5x the CPU.
+            writer, engine = self._writer, self._sync_engine
+            assert engine is not None
+            async with self._errors("append"):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    writer, _append_in_transaction, engine, entries, snapshots
+                )
         async with self._begin("append") as conn:
-            ids: dict[str, int] = {}
-            next_seq: dict[str, int] = {}
-            for name in names:
-                # The bump is a write, so on SQLite it takes the write lock at once (no lock
-                # upgrade later); a document seen for the first time is inserted, then bumped.
-                count = counts.get(name, 0)
-                bump = {"doc_name": name, "count": count, "newest": last_at.get(name, 0.0)}
-                row = (await conn.execute(_BUMP, bump)).first()
-                if row is None:
-                    await conn.execute(
-                        self._insert(documents).on_conflict_do_nothing(index_elements=["name"]),
-                        {
-                            "name": name,
-                            "created_at": first_at.get(name, now),
-                            "updated_at": last_at.get(name, now),
-                            "last_seq": 0,
-                        },
-                    )
-                    row = (await conn.execute(_BUMP, bump)).one()
-                ids[name] = row.id
-                next_seq[name] = row.last_seq - count + 1
-            seqs: list[int] = []
-            rows: list[dict[str, Any]] = []
-            for entry in entries:
-                seq = next_seq[entry.doc]
-                next_seq[entry.doc] = seq + 1
-                seqs.append(seq)
-                rows.append(
-                    {
-                        "doc_id": ids[entry.doc],
-                        "seq": seq,
-                        "at": entry.at,
-                        "client": entry.client,
-                        "user": entry.user,
-                        "data": entry.update,
-                    }
-                )
-            if rows:
-                await conn.execute(updates.insert(), rows)  # executemany: one round trip
-            if snapshots:
-                insert = self._insert(snapshots_table)
-                await conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["doc_id", "seq"],
-                        set_={"state": insert.excluded.state, "at": insert.excluded.at},
-                    ),
-                    [
-                        # next_seq is now one past the doc's last seq, whether or not it had entries
-                        {"doc_id": ids[name], "seq": next_seq[name] - 1, "at": now, "state": state}
-                        for name, state in snapshots.items()
-                    ],
-                )
-        return seqs
+            return await conn.run_sync(_append, entries, snapshots)
 
     async def load(self, doc: str) -> Loaded:
         async with self._connect("load") as conn:
