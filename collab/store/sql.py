@@ -241,7 +241,8 @@ class SqlStore:
     """A :class:`~collab.store.Store` in a SQL database (see the module docstring).
 
     Build it with a URL, ``await open()`` before use and ``await close()`` after.
-    It never blocks the event loop: aiosqlite runs SQLite in a thread, asyncpg is async.
+    It never blocks the event loop: on SQLite, appends run in one writer thread (a whole
+    transaction per hop) and reads through aiosqlite; on PostgreSQL everything is asyncpg.
     """
 
     def __init__(self, url: str) -> None:
