@@ -24,13 +24,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from websockets.asyncio.connection import broadcast
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from collab import history, http_api, pages, protocol
 from collab.config import Config
@@ -52,7 +53,13 @@ SLOW_CLOSE_GRACE = 1.0
 
 @dataclass(eq=False, slots=True)
 class Connection:
-    """One editor's WebSocket, as the room sees it (a ``room.Peer``)."""
+    """One editor's WebSocket, as the room sees it (a ``room.Peer``).
+
+    Frames are written straight into the transport: no task, no queue, no await.
+    This is sound because collab never fragments messages and negotiates no
+    extension, so whole frames interleave safely with the pings and the close
+    frame websockets itself writes.
+    """
 
     ws: ServerConnection
     id: str
@@ -69,7 +76,10 @@ class Connection:
         """Write ``frame`` without waiting; close this editor if it cannot keep up."""
         if self.closing is not None:
             return
-        transport = self.ws.transport
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            return  # closing: websockets owns the connection's last frames
+        transport = ws.transport
         buffered = transport.get_write_buffer_size()
         if buffered and buffered + len(frame) > self.max_bytes:
             # Never grow without bound and never slow the sender: drop this editor.
@@ -82,7 +92,7 @@ class Connection:
             )
             asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, transport.abort)
             return
-        broadcast((self.ws,), frame)
+        transport.write(_wire_frame(frame))
 
     def saved(self) -> None:
         """Count one durable update; acks are coalesced into one frame per loop turn."""
@@ -207,6 +217,25 @@ class Server:
                         log.info("retention merged %d entries of %r", removed, info.name)
             except CollabError as exc:
                 log.error("retention failed: %s", exc.reason)
+
+
+def _wire_frame(message: bytes) -> bytes:
+    """``message`` as a WebSocket binary frame, serialized once for every recipient.
+
+    A room hands the same bytes object to each of its editors; server frames are
+    unmasked and we negotiate no extension, so the frame is identical for all of
+    them. Serializing it once (instead of once per connection, as
+    ``websockets.broadcast`` does) is most of the cost of a fan-out.
+    """
+    global _last_message, _last_frame
+    if message is not _last_message:
+        _last_frame = Frame(Opcode.BINARY, message).serialize(mask=False)
+        _last_message = message
+    return _last_frame
+
+
+_last_message: bytes = b""
+_last_frame: bytes = Frame(Opcode.BINARY, b"").serialize(mask=False)
 
 
 def _close_reason(reason: str) -> str:
