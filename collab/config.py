@@ -60,7 +60,7 @@ class Config:
     # Store
     db_url: str = "sqlite:///collab.db"
     #: Group commit: wait at most this long to gather more updates into one transaction.
-    commit_interval: float = 0.02
+    commit_interval: float = 0.05
     commit_max_updates: int = 2000
     #: A failed commit is retried after 50 ms, then twice as long each time, up to this.
     commit_retry_max_delay: float = 5.0
