@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what the server logs to stderr (default info: start, stop, refused connections)",
+    )
 
     docs = add("docs", "list documents", "List every document in the store.")
     docs.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -240,6 +247,15 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if level != "debug":
+        # websockets logs every connection opening and closing at INFO; collab logs what matters.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``collab`` and ``python -m collab``. Exits with 0, 1 or 2."""
     args = parser().parse_args(argv)
@@ -250,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             port=getattr(args, "port", None),
         )
         if args.command == "serve":
+            _configure_logging(args.log_level)
             # Imported here: the server pulls in websockets, which the history tools do not need.
             importlib.import_module("collab.server").run(config)
             return
