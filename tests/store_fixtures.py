@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from collab.store import Store
@@ -97,3 +99,49 @@ async def sql_store_fixture(
     async for opened in _open(request.param, tmp_path, prefix):
         assert isinstance(opened, SqlStore)
         yield opened
+
+
+async def refuse_inserts(store: SqlStore, doc: str) -> Callable[[], Awaitable[None]]:
+    """Make the database itself refuse new log rows for ``doc``; return the undo."""
+    info = await store.document(doc)
+    assert info is not None
+    tag = f"refuse_{uuid.uuid4().hex[:10]}"
+    if store.dialect == "sqlite":
+        database = store.url.database
+        assert database is not None
+        with sqlite3.connect(database) as raw:
+            raw.execute(
+                f"CREATE TRIGGER {tag} BEFORE INSERT ON updates "
+                f"WHEN NEW.doc_id = (SELECT id FROM documents WHERE name = '{doc}') "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+
+        async def undo() -> None:
+            with sqlite3.connect(database) as raw:
+                raw.execute(f"DROP TRIGGER {tag}")
+
+        return undo
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        doc_id = await conn.fetchval("SELECT id FROM documents WHERE name = $1", doc)
+        await conn.execute(
+            f"CREATE FUNCTION {tag}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER {tag} BEFORE INSERT ON updates FOR EACH ROW "
+            f"WHEN (NEW.doc_id = {int(doc_id)}) "
+            f"EXECUTE FUNCTION {tag}()"
+        )
+    finally:
+        await conn.close()
+
+    async def undo_pg() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"DROP TRIGGER IF EXISTS {tag} ON updates")
+            await conn.execute(f"DROP FUNCTION IF EXISTS {tag}()")
+        finally:
+            await conn.close()
+
+    return undo_pg

@@ -18,8 +18,7 @@ from collab.store import Store
 from collab.store.sql import SqlStore
 from tests.conftest import eventually
 from tests.serverproc import server_process
-from tests.store_fixtures import store_url
-from tests.test_journal import _refuse_inserts
+from tests.store_fixtures import refuse_inserts, store_url
 
 
 def text_of(doc: Doc) -> str:
@@ -50,7 +49,7 @@ async def test_saved_means_in_the_database_and_never_when_it_refused(
             await client.wait_saved()
             assert await stored_text(sql_store, name) == "first"
 
-            undo = await _refuse_inserts(sql_store, name)
+            undo = await refuse_inserts(sql_store, name)
             try:
                 text.insert(5, " second")
                 await eventually(lambda: server.journal.failing)

@@ -9,12 +9,10 @@ import os
 import signal
 import sqlite3
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +29,7 @@ from tests.store_fixtures import (  # noqa: F401
     PG_PORT,
     PG_URL,
     prefix_fixture,
+    refuse_inserts,
     require_postgres,
     sql_store_fixture,
     store_fixture,
@@ -197,52 +196,6 @@ async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
         await reader.close()
 
 
-async def _refuse_inserts(store: SqlStore, doc: str) -> Callable[[], Awaitable[None]]:
-    """Make the database itself refuse new log rows for ``doc``; return the undo."""
-    info = await store.document(doc)
-    assert info is not None
-    tag = f"refuse_{uuid.uuid4().hex[:10]}"
-    if store.dialect == "sqlite":
-        database = store.url.database
-        assert database is not None
-        with sqlite3.connect(database) as raw:
-            raw.execute(
-                f"CREATE TRIGGER {tag} BEFORE INSERT ON updates "
-                f"WHEN NEW.doc_id = (SELECT id FROM documents WHERE name = '{doc}') "
-                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-            )
-
-        async def undo() -> None:
-            with sqlite3.connect(database) as raw:
-                raw.execute(f"DROP TRIGGER {tag}")
-
-        return undo
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        doc_id = await conn.fetchval("SELECT id FROM documents WHERE name = $1", doc)
-        await conn.execute(
-            f"CREATE FUNCTION {tag}() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
-        )
-        await conn.execute(
-            f"CREATE TRIGGER {tag} BEFORE INSERT ON updates FOR EACH ROW "
-            f"WHEN (NEW.doc_id = {int(doc_id)}) "
-            f"EXECUTE FUNCTION {tag}()"
-        )
-    finally:
-        await conn.close()
-
-    async def undo_pg() -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(f"DROP TRIGGER IF EXISTS {tag} ON updates")
-            await conn.execute(f"DROP FUNCTION IF EXISTS {tag}()")
-        finally:
-            await conn.close()
-
-    return undo_pg
-
-
 async def test_a_failing_database_fires_nothing_and_commits_each_entry_once_it_recovers(
     sql_store: SqlStore, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -265,7 +218,7 @@ async def test_a_failing_database_fires_nothing_and_commits_each_entry_once_it_r
         log = journal.open(name, editor.doc.get_update, 0)
         append(log, 0)
         await within(log.flush())
-        undo = await _refuse_inserts(sql_store, name)
+        undo = await refuse_inserts(sql_store, name)
         try:
             with caplog.at_level(logging.ERROR, logger="collab.journal"):
                 for i in range(1, 6):
