@@ -228,12 +228,15 @@ def _wire_frame(message: bytes) -> bytes:
     ``websockets.broadcast`` does) is most of the cost of a fan-out.
     """
     global _last_message, _last_frame
-    if message is not _last_message:
-        _last_frame = Frame(Opcode.BINARY, message).serialize(mask=False)
-        _last_message = message
-    return _last_frame
+    if message is _last_message:
+        return _last_frame
+    frame = Frame(Opcode.BINARY, message).serialize(mask=False)
+    if len(message) <= _CACHED_FRAME_MAX:  # never pin a big first sync in memory
+        _last_message, _last_frame = message, frame
+    return frame
 
 
+_CACHED_FRAME_MAX = 64 * 1024
 _last_message: bytes = b""
 _last_frame: bytes = Frame(Opcode.BINARY, b"").serialize(mask=False)
 
