@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from collab import protocol
 from collab.awareness import AwarenessTable
-from collab.errors import CollabError
+from collab.errors import CollabError, InvalidPayload, ProtocolError
 from collab.protocol import (
     Auth,
     Awareness,
@@ -236,8 +236,13 @@ class Client:
         try:
             async for frame in ws:
                 if isinstance(frame, str):
-                    raise ConnectionClosed(None, None)
+                    raise ProtocolError("text frames are not part of the protocol")
                 await self._receive(ws, frame)
+        except CollabError as exc:
+            # A server that sends garbage gets the same treatment ours gives clients:
+            # close with the error's code, then reconnect and resync as after any drop.
+            log.warning("closing connection to %s: %s", self.url, exc.reason)
+            await ws.close(exc.close_code, exc.reason[:120])
         finally:
             renewer.cancel()
 
@@ -270,6 +275,8 @@ class Client:
         try:
             with self.doc.transaction(origin=REMOTE):
                 self.doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidPayload("the server sent an invalid update") from exc
         finally:
             self._applying = False
 

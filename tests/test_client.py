@@ -78,3 +78,33 @@ async def test_wait_saved_needs_acks() -> None:
     client = Client("ws://127.0.0.1:9/x")
     with pytest.raises(ValueError, match="saved_acks"):
         await client.wait_saved()
+
+
+async def test_a_server_sending_garbage_is_closed_with_a_code_and_reconnected() -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+    from websockets.exceptions import ConnectionClosed
+
+    from collab import protocol
+    from collab.protocol import SyncStep2
+
+    codes: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        if not codes:
+            await ws.send(b"\x07 not a y-websocket message")
+        else:
+            await ws.send(protocol.encode(SyncStep2(Doc().get_update())))
+        try:
+            async for _ in ws:
+                pass
+        except ConnectionClosed:
+            pass
+        codes.append(ws.close_code)
+
+    async with ws_serve(handler, "127.0.0.1", 0) as bad:
+        port = bad.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with connect(f"ws://127.0.0.1:{port}/x", backoff_initial=0.01) as client:
+            await client.wait_synced()
+            assert client.connections == 2
+    assert codes[0] == 1002
