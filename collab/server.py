@@ -4,8 +4,8 @@ One asyncio server on one port. WebSocket upgrades edit the document named by
 the last segment of the URL path (``ws://host:8000/notes`` edits ``notes``, as
 stock y-websocket providers build it); plain HTTP GETs on the same port go to
 the pages and the history API. Each connection has one reader loop (this
-module) and no writer task: frames go straight into the connection's transport,
-as ``websockets.broadcast`` does, and a transport whose buffer passes
+module) and no writer task: frames are serialized once and written straight into
+each connection's transport, and a transport whose buffer passes
 ``outbox_max_bytes`` closes that one connection with 1013.
 
 Errors become close codes in exactly one place, :meth:`Server._session`.
@@ -224,8 +224,8 @@ def _wire_frame(message: bytes) -> bytes:
 
     A room hands the same bytes object to each of its editors; server frames are
     unmasked and we negotiate no extension, so the frame is identical for all of
-    them. Serializing it once (instead of once per connection, as
-    ``websockets.broadcast`` does) is most of the cost of a fan-out.
+    them: it is serialized once, not once per connection as ``websockets.broadcast``
+    does.
     """
     global _last_message, _last_frame
     if message is _last_message:
