@@ -34,7 +34,7 @@ from pycrdt import Doc, Text, TextEvent, merge_updates
 
 from collab.config import Config
 from collab.errors import InvalidRequest, StoreError, UnknownDocument
-from collab.replay import replay
+from collab.replay import apply_entry, replay
 from collab.store import LogEntry, Store
 
 __all__ = [
@@ -156,13 +156,6 @@ def cut(entries: Sequence[LogEntry], config: Config) -> list[list[LogEntry]]:
     return groups
 
 
-def _apply(doc: Doc[Any], update: bytes, seq: int) -> None:
-    try:
-        doc.apply_update(update)
-    except Exception as exc:  # pycrdt raises bare ValueError/RuntimeError/PanicException
-        raise StoreError(f"log entry {seq} holds an update that cannot be applied") from exc
-
-
 def _metadata(groups: list[list[LogEntry]]) -> list[tuple[list[LogEntry], float, list[str]]]:
     """Per group: its entries, its (running maximum) time and its contributors."""
     result = []
@@ -191,7 +184,7 @@ async def versions(store: Store, config: Config, doc: str) -> list[Version]:
     result = []
     for group, at, contributors in _metadata(cut(entries, config)):
         for entry in group:
-            _apply(rebuilt, entry.update, entry.seq)
+            apply_entry(rebuilt, entry.update, entry.seq)
         result.append(
             Version(
                 id=group[-1].seq,
@@ -378,7 +371,7 @@ async def attribution(
     try:
         for entry in await store.entries(doc, upto=version.last_seq):
             tracker.author = ",".join(authors(entry))
-            _apply(rebuilt, entry.update, entry.seq)
+            apply_entry(rebuilt, entry.update, entry.seq)
     finally:
         text.unobserve(subscription)
     spans = tracker.spans()

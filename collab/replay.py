@@ -24,14 +24,17 @@ def replay(snapshot: Snapshot | None, entries: Iterable[LogEntry]) -> Doc[Any]:
         StoreError: the store holds bytes pycrdt cannot apply (naming the seq).
     """
     doc: Doc[Any] = Doc()
-    seq = snapshot.seq if snapshot is not None else 0
+    with doc.transaction():
+        if snapshot is not None:
+            apply_entry(doc, snapshot.state, snapshot.seq)
+        for entry in entries:
+            apply_entry(doc, entry.update, entry.seq)
+    return doc
+
+
+def apply_entry(doc: Doc[Any], update: bytes, seq: int) -> None:
+    """Apply one stored update (or snapshot) to ``doc``; bad bytes become ``StoreError``."""
     try:
-        with doc.transaction():
-            if snapshot is not None:
-                doc.apply_update(snapshot.state)
-            for entry in entries:
-                seq = entry.seq
-                doc.apply_update(entry.update)
+        doc.apply_update(update)
     except Exception as exc:  # pycrdt raises bare ValueError / RuntimeError
         raise StoreError(f"log entry {seq} holds an update that cannot be applied") from exc
-    return doc
