@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from collab import history
 from collab.config import Config
 from collab.errors import CollabError, InvalidRequest
-from collab.export import FORMATS, export, import_archive
+from collab.history import versions as history
+from collab.history.export import FORMATS, export, import_archive
 from collab.names import valid_name
 from collab.store import DocumentInfo, Store, store_from_url
 

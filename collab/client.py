@@ -31,10 +31,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import broadcast
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from collab import protocol
-from collab.awareness import AwarenessTable
+from collab.core.awareness import AwarenessTable
 from collab.errors import CollabError, InvalidPayload, ProtocolError
-from collab.protocol import (
+from collab.wire import protocol
+from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,

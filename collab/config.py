@@ -45,8 +45,10 @@ class Config:
     #: How long a closing handshake may take before the TCP connection is cut. A dead
     #: peer is dropped ping_interval + ping_timeout + close_timeout after it went silent.
     close_timeout: float = 5.0
-    #: Longest accepted document name (characters from ``[A-Za-z0-9._-]``).
+    #: Longest accepted document name (the whole path; see collab.names for the alphabet).
     max_name_length: int = 128
+    #: An idle keep-alive HTTP connection is closed after this many seconds.
+    http_keepalive_timeout: float = 30.0
 
     #: Flow control: bytes buffered for one editor before it is closed with 1013. A single
     #: frame larger than this is admitted into an empty buffer, so a big first sync gets through.

@@ -1,22 +1,40 @@
-"""Errors collab raises, and the WebSocket close code each one maps to.
+"""Errors collab raises, each with the WebSocket close code and HTTP status it maps to.
 
-Every error a connection can cause is a :class:`CollabError`. Each carries a
-``close_code`` and a ``reason`` that is safe to send to the peer (no internals);
-``server.py`` holds the single ``except`` that turns them into a close frame.
-Anything that is *not* a ``CollabError`` is a bug and closes with 1011 and no
-details, because details could be sensitive.
+Every error a connection or a request can cause is a :class:`CollabError`. Each
+carries a ``close_code`` (how a WebSocket session ends), an ``http_status`` (how a
+plain HTTP request is answered) and a ``reason`` that is safe to send to the peer
+(no internals). The session core (:mod:`collab.core.session`) holds the single
+``except`` that turns them into a close frame and the HTTP router
+(:mod:`collab.http.router`) the single one that turns them into a JSON error;
+the CLI prints the reason. Anything that is *not* a ``CollabError`` is a bug: it
+closes with 1011 or answers 500, without details, because details could be
+sensitive.
 
-    CollabError
-    ├── ProtocolError        bytes that are not a y-websocket message (1002)
-    │   └── InvalidPayload   a well-framed message whose content is garbage:
-    │                        a bad state vector, update or awareness (1007)
-    ├── MessageTooBig        a frame over the configured maximum (1009)
-    ├── Forbidden            a read-only editor tried to write (4403)
-    ├── SlowConsumer         an editor's outbox overflowed (1013)
-    ├── StoreError           the database failed; never sent to editors as-is
-    ├── UnknownDocument      a history lookup for a document that does not exist
-    ├── DocumentExists       an archive import into a document the store already holds
-    └── InvalidRequest       a bad version, time, format or archive (also a ValueError)
+    CollabError                                           close  HTTP
+    ├── ProtocolError        bytes that are not a         1002   400
+    │   │                    y-websocket message
+    │   └── InvalidPayload   a well-framed message whose  1007   400
+    │                        content is garbage: a bad state
+    │                        vector, update or awareness
+    ├── MessageTooBig        a frame or body over the     1009   413
+    │                        configured maximum
+    ├── InvalidName          a path that is not a         1008   400
+    │                        document name
+    ├── Forbidden            a read-only editor tried     4403   403
+    │                        to write
+    ├── SlowConsumer         an editor's outbox           1013   503
+    │                        overflowed
+    ├── SessionExpired       an HTTP fallback session     4408   404
+    │                        that no longer exists
+    ├── StoreError           the database failed; never   1013   503
+    │                        sent to editors as-is
+    ├── UnknownDocument      a history lookup for a       1008   404
+    │                        document that does not exist
+    ├── NotFound             an HTTP path nothing answers 1008   404
+    ├── DocumentExists       an archive import into a     1008   409
+    │                        document the store holds
+    └── InvalidRequest       a bad version, time, format  1008   400
+                             or archive (also a ValueError)
 """
 
 from __future__ import annotations
@@ -25,7 +43,11 @@ from enum import IntEnum
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes collab uses (RFC 6455 plus 4000 + HTTP status)."""
+    """WebSocket close codes collab uses (RFC 6455 plus 4000 + HTTP status).
+
+    4400-4499 are permanent (do not retry with the same request); 1011 and 1013
+    are transient (retry with backoff). docs/protocol.md has the table.
+    """
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down
@@ -44,6 +66,7 @@ class CollabError(Exception):
     """Base class of every error collab raises on purpose."""
 
     close_code: CloseCode = CloseCode.INTERNAL_ERROR
+    http_status: int = 500
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -51,13 +74,14 @@ class CollabError(Exception):
 
 
 class ProtocolError(CollabError):
-    """Raised by :mod:`collab.protocol` when bytes are not a valid message.
+    """Raised by :mod:`collab.wire.protocol` when bytes are not a valid message.
 
     Covers truncated varUints, length prefixes that run past the end of the
     frame, unknown message types and trailing bytes.
     """
 
     close_code = CloseCode.PROTOCOL_ERROR
+    http_status = 400
 
 
 class InvalidPayload(ProtocolError):
@@ -71,15 +95,24 @@ class InvalidPayload(ProtocolError):
 
 
 class MessageTooBig(CollabError):
-    """A frame larger than ``Config.max_message_size``."""
+    """A frame or request body larger than ``Config.max_message_size``."""
 
     close_code = CloseCode.MESSAGE_TOO_BIG
+    http_status = 413
+
+
+class InvalidName(CollabError):
+    """A URL path that does not name a document (:func:`collab.names.parse_path`)."""
+
+    close_code = CloseCode.POLICY_VIOLATION
+    http_status = 400
 
 
 class Forbidden(CollabError):
     """A read-only editor sent a document update."""
 
     close_code = CloseCode.FORBIDDEN
+    http_status = 403
 
 
 class SlowConsumer(CollabError):
@@ -90,28 +123,49 @@ class SlowConsumer(CollabError):
     """
 
     close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
+
+
+class SessionExpired(CollabError):
+    """An HTTP fallback request named a session that expired or never existed.
+
+    The client starts a new session and resyncs by state vectors, like a reconnect.
+    """
+
+    close_code = CloseCode.TIMEOUT
+    http_status = 404
 
 
 class StoreError(CollabError):
     """The database refused or failed an operation. Raised by ``collab.store``."""
 
-    close_code = CloseCode.INTERNAL_ERROR
+    close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
 
 
 class UnknownDocument(CollabError):
     """A history or export request named a document the store does not hold."""
 
     close_code = CloseCode.POLICY_VIOLATION
+    http_status = 404
+
+
+class NotFound(CollabError):
+    """An HTTP request for a path that no route or endpoint answers."""
+
+    close_code = CloseCode.POLICY_VIOLATION
+    http_status = 404
 
 
 class DocumentExists(CollabError):
-    """Raised by ``collab.archive.import_archive`` when the target document already exists.
+    """Raised by ``collab.history.export.import_archive`` when the target document exists.
 
     An archive is restored only into an empty document: merging two histories
     would give log entries that no editor ever saw in that order.
     """
 
     close_code = CloseCode.POLICY_VIOLATION
+    http_status = 409
 
 
 class InvalidRequest(CollabError, ValueError):
@@ -119,3 +173,4 @@ class InvalidRequest(CollabError, ValueError):
     an unknown export format, a malformed archive. The reason is safe to show."""
 
     close_code = CloseCode.POLICY_VIOLATION
+    http_status = 400

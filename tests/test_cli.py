@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from collab import history
 from collab.config import Config
+from collab.history import versions as history
 from collab.store.sql import SqlStore
 from tests.history_fixtures import Editors
 
@@ -170,5 +170,5 @@ def test_errors_are_one_line_without_traceback(db: Db) -> None:
         assert message == "collab: error: no document named 'missing'\n"
     assert "no version 9" in failed("show", "notes", "--at", "9", "--db", db.url)
     assert "ISO-8601" in failed("show", "notes", "--at", "yesterday", "--db", db.url)
-    assert "invalid document name" in failed("show", "a/b", "--db", db.url)
+    assert "invalid document name" in failed("show", "a//b", "--db", db.url)
     assert "unsupported database URL" in failed("docs", "--db", "nosuch://x")

@@ -85,8 +85,8 @@ async def test_a_server_sending_garbage_is_closed_with_a_code_and_reconnected() 
     from websockets.asyncio.server import serve as ws_serve
     from websockets.exceptions import ConnectionClosed
 
-    from collab import protocol
-    from collab.protocol import SyncStep2
+    from collab.wire import protocol
+    from collab.wire.protocol import SyncStep2
 
     codes: list[int | None] = []
 

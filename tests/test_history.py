@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collab import history
 from collab.config import Config, Retention
 from collab.errors import DocumentExists, InvalidRequest, UnknownDocument
-from collab.export import archive, export, import_archive
-from collab.history import At
+from collab.history import versions as history
+from collab.history.export import archive, export, import_archive
+from collab.history.versions import At
 from collab.store import LogEntry, Store
 from collab.store.memory import MemoryStore
 from tests.history_fixtures import Editors

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from collab.config import Config
+from collab.core.journal import Journal, JournalClosed
 from collab.errors import StoreError
-from collab.journal import Journal, JournalClosed
 from collab.store import NewEntry, Store
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore
@@ -408,7 +408,7 @@ CRASH = """
 import asyncio, os, signal, sys
 from pycrdt import Doc, Text
 from collab.config import Config
-from collab.journal import Journal
+from collab.core.journal import Journal
 from collab.store.sql import SqlStore
 
 async def main(url, name):

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collab import pages
+from collab.http import pages
 
 
 def test_home_page_is_html_and_loads_the_bundle() -> None:

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collab import protocol
 from collab.errors import ProtocolError
-from collab.protocol import (
+from collab.wire import protocol
+from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,

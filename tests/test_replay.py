@@ -6,8 +6,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.errors import StoreError
-from collab.replay import replay
 from collab.store import LogEntry, Snapshot
+from collab.store.replay import replay
 
 
 def test_snapshot_then_entries_in_order() -> None:

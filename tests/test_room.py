@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import pytest
 from pycrdt import Doc, Text
 
-from collab import protocol
+from collab.core.room import Room
 from collab.errors import Forbidden, InvalidPayload
-from collab.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
-from collab.room import Room
+from collab.wire import protocol
+from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 
 
 @dataclass(eq=False)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.errors import InvalidPayload
-from collab.roots import root_kinds, roots_json
+from collab.history.roots import root_kinds, roots_json
 
 
 def build() -> Doc[Any]:

@@ -13,11 +13,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from collab import protocol
 from collab.client import connect
 from collab.config import Config
-from collab.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 from collab.server import Server, serve
+from collab.wire import protocol
+from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 from tests.conftest import doc_url, eventually
 
 

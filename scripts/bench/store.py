@@ -44,9 +44,9 @@ from pycrdt import Doc, Text
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from collab.config import Config
-from collab.journal import Journal
-from collab.replay import replay
+from collab.core.journal import Journal
 from collab.store import NewEntry
+from collab.store.replay import replay
 from collab.store.sql import SqlStore
 
 PG_URL = os.environ.get("COLLAB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

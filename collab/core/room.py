@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent
 
-from collab import protocol
-from collab.awareness import AwarenessTable
+from collab.core.awareness import AwarenessTable
 from collab.errors import Forbidden, InvalidPayload, ProtocolError
-from collab.protocol import (
+from collab.wire import protocol
+from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,

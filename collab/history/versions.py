@@ -34,8 +34,8 @@ from pycrdt import Doc, Text, TextEvent, merge_updates
 
 from collab.config import Config
 from collab.errors import InvalidRequest, StoreError, UnknownDocument
-from collab.replay import apply_entry, replay
 from collab.store import LogEntry, Store
+from collab.store.replay import apply_entry, replay
 
 __all__ = [
     "At",

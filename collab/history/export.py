@@ -28,11 +28,11 @@ from typing import Any, Final
 
 from pycrdt import Doc, Text
 
-from collab import history
 from collab.config import Config
 from collab.errors import CollabError, DocumentExists, InvalidRequest
+from collab.history import versions as history
+from collab.history.roots import roots_json
 from collab.names import valid_name
-from collab.roots import roots_json
 from collab.store import LogEntry, NewEntry, Snapshot, Store
 
 __all__ = ["ARCHIVE_FORMAT", "FORMATS", "Export", "archive", "export", "import_archive"]

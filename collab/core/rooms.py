@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Config
-from collab.replay import replay
-from collab.room import Log, Room
+from collab.core.room import Log, Room
 from collab.store import Store
+from collab.store.replay import replay
 
 log = logging.getLogger("collab.rooms")
 

@@ -26,10 +26,12 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from collab.config import Config
-from collab.http import HttpResponse
+from collab.errors import NotFound
+from collab.http.messages import HttpRequest, HttpResponse
+from collab.http.router import Route
 from collab.names import valid_name
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -153,3 +155,18 @@ def _read_text(name: str) -> str:
 def _version(name: str) -> str:
     """A short content hash of a static file, for cache-busting URLs."""
     return hashlib.sha256(_read_bytes(name)).hexdigest()[:12]
+
+
+def route() -> Route:
+    """The pages' route, for the router: ``/``, ``/d/...`` and ``/static/...``."""
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        answer = respond(request.path, request.query)
+        if answer is None:
+            raise NotFound(f"no page {request.path}")
+        return answer
+
+    def matches(path: str) -> bool:
+        return path in ("/", "/index.html") or path.startswith(("/static/", "/d/"))
+
+    return Route(matches, frozenset({"GET"}), handler)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collab.protocol import AwarenessEntry
+from collab.wire.protocol import AwarenessEntry
 
 NULL = "null"
 

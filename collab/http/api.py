@@ -1,9 +1,11 @@
 """The read-only HTTP history API, served on the WebSocket port under ``/api/``.
 
 Every answer is JSON (exports excepted: they are files, sent as attachments);
-every error is ``{"error": message}`` from :func:`~collab.http.json_error`:
-400 for a bad name or parameter, 404 for an unknown document or endpoint, 503
-when the store fails. The routes (docs/history.md has examples)::
+errors are raised as :class:`~collab.errors.CollabError` and answered by the
+router as ``{"error": message}``: 400 for a bad name or parameter, 404 for an
+unknown document or endpoint, 503 when the store fails. ``{doc}`` is a whole
+document name and may hold ``/`` (``/api/docs/team-a/notes/text``). The routes
+(docs/history.md has examples)::
 
     GET /api/docs
     GET /api/docs/{doc}/versions
@@ -21,15 +23,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from collab import history
 from collab.config import Config
-from collab.errors import InvalidRequest, StoreError, UnknownDocument
-from collab.export import export
-from collab.http import HttpResponse, json_error, json_response
-from collab.names import valid_name
+from collab.errors import InvalidRequest, NotFound
+from collab.history import versions as history
+from collab.history.export import export
+from collab.http.messages import HttpRequest, HttpResponse, json_response
+from collab.http.router import Route, prefix
+from collab.names import parse_path
 from collab.store import Store
 
-__all__ = ["respond"]
+__all__ = ["respond", "route"]
 
 _PREFIX = "/api/"
 
@@ -104,42 +107,39 @@ _ROUTES: dict[str, _Route] = {
 }
 
 
-async def respond(
-    store: Store, config: Config, path: str, query: dict[str, str]
-) -> HttpResponse | None:
-    """Answer a GET under ``/api/``; ``None`` for any other path (not ours).
+async def respond(store: Store, config: Config, path: str, query: dict[str, str]) -> HttpResponse:
+    """Answer a GET of ``path`` (below ``/api/``, still percent-encoded).
 
-    Never raises for a caller's mistake or a store failure: those become JSON
-    errors. Anything else is a bug and propagates to the server.
+    Raises:
+        CollabError: a bad name or parameter (400), an unknown document (404), a
+            failing store (503); the router turns them into JSON errors.
     """
-    if not path.startswith(_PREFIX):
-        return None
     parts = path[len(_PREFIX) :].strip("/").split("/")
-    try:
-        if parts == ["docs"]:
-            docs = await store.documents()
-            return json_response(
-                {
-                    "docs": [
-                        {
-                            "name": info.name,
-                            "created_at": info.created_at,
-                            "updated_at": info.updated_at,
-                            "last_seq": info.last_seq,
-                        }
-                        for info in docs
-                    ]
-                }
-            )
-        if len(parts) != 3 or parts[0] != "docs" or parts[2] not in _ROUTES:
-            return json_error(404, f"no API endpoint {path}")
-        doc = parts[1]
-        if not valid_name(doc, config):
-            return json_error(400, f"invalid document name {doc!r}")
-        return await _ROUTES[parts[2]](store, config, doc, query)
-    except UnknownDocument as exc:
-        return json_error(404, exc.reason)
-    except InvalidRequest as exc:
-        return json_error(400, exc.reason)
-    except StoreError:
-        return json_error(503, "the store is unavailable")
+    if parts == ["docs"]:
+        docs = await store.documents()
+        return json_response(
+            {
+                "docs": [
+                    {
+                        "name": info.name,
+                        "created_at": info.created_at,
+                        "updated_at": info.updated_at,
+                        "last_seq": info.last_seq,
+                    }
+                    for info in docs
+                ]
+            }
+        )
+    if len(parts) < 3 or parts[0] != "docs" or parts[-1] not in _ROUTES:
+        raise NotFound(f"no API endpoint {path}")
+    doc = parse_path("/" + "/".join(parts[1:-1]), config)
+    return await _ROUTES[parts[-1]](store, config, doc, query)
+
+
+def route(store: Store, config: Config) -> Route:
+    """The API's route, for the router."""
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        return await respond(store, config, request.path, request.query)
+
+    return Route(prefix(_PREFIX), frozenset({"GET"}), handler)

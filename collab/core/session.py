@@ -1,0 +1,198 @@
+"""One editor on one document, from the handshake to the close, whatever carries it.
+
+A :class:`Session` is written once against the small :class:`Transport`
+interface; the native WebSocket server, the ASGI app and the HTTP fallback are
+each a thin adapter that feeds it what arrives (:meth:`Session.receive`) and
+tells it when the connection is gone (:meth:`Session.end`). Everything between
+lives here, once:
+
+- joining the room (one load per document, :class:`~collab.core.rooms.Rooms`);
+- the message loop: decode, hand to the room, which applies and broadcasts;
+- flow control: a transport whose waiting bytes would pass ``outbox_max_bytes``
+  closes this one session with 1013, and the sender is never slowed;
+- durability acknowledgements (``saved`` frames, coalesced per loop turn);
+- the single mapping of errors to close codes, and the one log line that says
+  why a session ended.
+
+A session is a :class:`~collab.core.room.Peer` to its room. Nothing here awaits
+the network: :meth:`Session.receive` is plain code, and :meth:`Session.start`
+awaits only the store (the first load of a document).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+from collab.config import Config
+from collab.core.room import Room
+from collab.core.rooms import Rooms
+from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
+from collab.wire import protocol
+from collab.wire.protocol import Saved, Update
+
+__all__ = ["Identity", "Session", "Transport", "close_reason"]
+
+log = logging.getLogger("collab.session")
+
+
+class Transport(Protocol):
+    """What a session needs of the connection that carries it.
+
+    Implementations: ``collab.transports.websocket`` (native server),
+    ``collab.transports.asgi`` and ``collab.transports.fallback`` (HTTP).
+    """
+
+    def write(self, message: bytes) -> None:
+        """Send one y-websocket message, in order, without blocking or awaiting."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing with ``code``; later writes are dropped. Idempotent."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes handed to :meth:`write` that the peer has not been sent yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session speaks for: what the handshake established."""
+
+    user: str | None = None
+    read_only: bool = False
+
+
+class Session:
+    """One editor on one document. Build, ``await start()``, ``receive()``..., ``end()``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        name: str,
+        rooms: Rooms,
+        config: Config,
+        *,
+        wants_acks: bool = False,
+        identity: Identity | None = None,
+    ) -> None:
+        self.id = secrets.token_hex(4)
+        self.name = name
+        self.wants_acks = wants_acks
+        who = identity or Identity()
+        self.user = who.user
+        self.read_only = who.read_only
+        self._transport = transport
+        self._rooms = rooms
+        self._max_bytes = config.outbox_max_bytes
+        self._room: Room | None = None
+        self._closed: CloseCode | int | None = None
+        self._saved = 0
+        self._ack_scheduled = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the session closed its transport (or the transport ended)."""
+        return self._closed is not None
+
+    # -- lifecycle, called by the transport ---------------------------------------------------
+
+    async def start(self) -> bool:
+        """Join the document's room (loading it if needed) and greet the editor.
+
+        Returns False, with the transport closed (1013), when the store cannot load
+        the document; the transport must then not call :meth:`receive`.
+        """
+        try:
+            room = await self._rooms.acquire(self.name)
+        except StoreError as exc:
+            log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
+            self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
+            return False
+        if self._closed is not None:  # the connection went while the document loaded
+            self._rooms.release(room)
+            return False
+        self._room = room
+        room.join(self)
+        return True
+
+    def receive(self, data: bytes | str) -> None:
+        """Handle one message from the editor. Never raises.
+
+        A message that breaks the protocol, a payload that cannot be applied, a
+        write from a read-only editor: each closes this session with its close
+        code and a logged reason; the document and the other editors carry on.
+        """
+        room = self._room
+        if room is None or self._closed is not None:
+            return
+        try:
+            if isinstance(data, str):
+                raise ProtocolError("text frames are not part of the protocol")
+            message = protocol.decode(data)
+            room.receive(self, message, data if isinstance(message, Update) else None)
+        except CollabError as exc:
+            self.fail(exc)
+        except Exception:
+            log.exception("closing %s on %r: internal error", self.id, self.name)
+            self._close(CloseCode.INTERNAL_ERROR, "")
+
+    def fail(self, exc: CollabError) -> None:
+        """Close this session because of ``exc`` (its close code, its reason), and log why."""
+        if self._closed is not None:
+            return
+        log.warning("closing %s on %r: %s (%d)", self.id, self.name, exc.reason, exc.close_code)
+        self._close(exc.close_code, exc.reason)
+
+    def end(self, code: int | None = None, reason: str = "") -> None:
+        """The connection is gone: leave the room. Idempotent; call exactly once at the end.
+
+        ``code`` and ``reason`` say how the transport saw it end (a close the peer
+        sent, a frame the transport refused); anything but a normal close that the
+        session did not initiate itself is logged here.
+        """
+        if self._closed is None:
+            self._closed = code if code is not None else CloseCode.NORMAL
+            if code is not None and code not in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
+                log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+        room, self._room = self._room, None
+        if room is not None:
+            room.leave(self)
+            self._rooms.release(room)
+
+    # -- the room's Peer interface ------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Write ``frame`` without waiting; close this editor if it cannot keep up."""
+        if self._closed is not None:
+            return
+        transport = self._transport
+        buffered = transport.buffered
+        if buffered and buffered + len(frame) > self._max_bytes:
+            # Never grow without bound and never slow the sender: drop this editor.
+            # It reconnects and resyncs from its state vector, losing nothing.
+            self.fail(SlowConsumer(f"outbox over {self._max_bytes} bytes"))
+            return
+        transport.write(frame)
+
+    def saved(self) -> None:
+        """Count one durable update; acks are coalesced into one frame per loop turn."""
+        self._saved += 1
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_saved)
+
+    def _send_saved(self) -> None:
+        self._ack_scheduled = False
+        self.send(protocol.encode(Saved(self._saved)))
+
+    def _close(self, code: int, reason: str) -> None:
+        self._closed = code
+        self._transport.close(code, close_reason(reason))
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame may hold."""
+    return reason.encode()[:123].decode(errors="ignore")

@@ -1,0 +1,105 @@
+"""The pieces every transport shares, started and stopped together.
+
+A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router and
+the WebSocket gate, plus the background tasks (presence expiry, history
+retention). The native server (:mod:`collab.server`) and the ASGI app
+(:mod:`collab.asgi`) each open one and put their transport in front of it, so
+both serve the same documents through the same machinery.
+
+Shutting down (leaving :func:`open_runtime`) commits every accepted update and
+snapshots every loaded document; transports close their editors first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from collab.config import Config
+from collab.core.gate import Gate
+from collab.core.journal import Journal
+from collab.core.rooms import Rooms
+from collab.errors import CollabError
+from collab.history import versions as history
+from collab.http import api, pages
+from collab.http.router import Router
+from collab.store import Store, store_from_url
+
+__all__ = ["Runtime", "open_runtime"]
+
+log = logging.getLogger("collab.runtime")
+
+
+@dataclass(eq=False)
+class Runtime:
+    """A running collab core. Build it with :func:`open_runtime`."""
+
+    config: Config
+    store: Store
+    journal: Journal
+    rooms: Rooms
+    router: Router
+    gate: Gate
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.awareness_renewal_interval)
+            self.rooms.tick()
+
+    async def _thin_history(self) -> None:
+        """Apply the retention policy to every document, once per ``retention_interval``."""
+        while True:
+            await asyncio.sleep(self.config.retention_interval)
+            try:
+                for info in await self.store.documents():
+                    removed = await history.apply_retention(
+                        self.store, self.config, info.name, time.time()
+                    )
+                    if removed:
+                        log.info("retention merged %d entries of %r", removed, info.name)
+            except CollabError as exc:
+                log.error("retention failed: %s", exc.reason)
+
+
+def build_router(config: Config, store: Store) -> Router:
+    """The router of pages and the history API (transports may add routes)."""
+    return Router([pages.route(), api.route(store, config)])
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(config: Config, store: Store | None = None) -> AsyncIterator[Runtime]:
+    """Open the store (unless one is passed in, which the caller opens and closes),
+    the journal and the rooms; on exit, unload every room (flush and snapshot)."""
+    own_store = store is None
+    the_store = store_from_url(config.db_url) if store is None else store
+    if own_store:
+        await the_store.open()
+    try:
+        async with Journal(the_store, config) as journal:
+            rooms = Rooms(config, the_store, journal)
+            runtime = Runtime(
+                config,
+                the_store,
+                journal,
+                rooms,
+                build_router(config, the_store),
+                Gate(rooms, config),
+            )
+            runtime.tasks = [
+                asyncio.create_task(runtime._tick(), name="collab tick"),
+                asyncio.create_task(runtime._thin_history(), name="collab retention"),
+            ]
+            try:
+                yield runtime
+            finally:
+                for task in runtime.tasks:
+                    task.cancel()
+                await rooms.close()
+    finally:
+        if own_store:
+            await the_store.close()

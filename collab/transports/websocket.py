@@ -1,0 +1,230 @@
+"""One WebSocket connection of the native server, over websockets' sans-I/O protocol.
+
+:class:`WebSocket` drives a ``websockets.server.ServerProtocol`` (already past the
+opening handshake) from asyncio callbacks: bytes from the socket go in
+(:meth:`WebSocket.data_received`), whole messages go to the receiver (a
+:class:`~collab.core.session.Session`), control frames and the close handshake
+come out of the protocol and are written at once. There is no task and no
+queue per connection: outgoing messages are serialized once per broadcast
+(:func:`wire_frame`) and written straight into the transport, whose buffer is
+what the session's flow control counts. Keepalive is two timers.
+
+This is sound because collab never fragments what it sends and negotiates no
+extension: whole frames interleave safely with the pongs and the close frame
+the protocol writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from websockets.frames import CloseCode as WsCloseCode
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from collab.config import Config
+from collab.core.gate import Receiver
+from collab.errors import CloseCode
+
+__all__ = ["WebSocket", "wire_frame"]
+
+log = logging.getLogger("collab.websocket")
+
+
+class WebSocket:
+    """An open WebSocket: a :class:`~collab.core.session.Transport` for the session core.
+
+    Call :meth:`attach` once the receiver exists; feed :meth:`data_received`,
+    :meth:`eof_received` and :meth:`connection_lost` from the asyncio protocol.
+    """
+
+    def __init__(
+        self, transport: asyncio.Transport, protocol: ServerProtocol, config: Config
+    ) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._config = config
+        self._receiver: Receiver | None = None
+        self._ended = False
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._loop = asyncio.get_running_loop()
+        self._ping: asyncio.TimerHandle | None = None
+        self._pong_deadline: asyncio.TimerHandle | None = None
+        self._abort: asyncio.TimerHandle | None = None
+
+    # -- the session core's Transport ---------------------------------------------------------
+
+    def write(self, message: bytes) -> None:
+        if self._protocol.state is State.OPEN:
+            self._transport.write(wire_frame(message))
+
+    def write_text(self, message: str) -> None:
+        """Send one text message (signaling speaks JSON text frames)."""
+        if self._protocol.state is State.OPEN:
+            self._protocol.send_text(message.encode())
+            self._flush()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._protocol.state is not State.OPEN:
+            return
+        self._protocol.send_close(code, reason)
+        self._flush()
+        # Called from inside a broadcast (a slow consumer) or a session's receive:
+        # the session leaves its room on the next loop turn, not while the room
+        # iterates its editors.
+        self._closing(defer=True)
+
+    @property
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    @property
+    def open(self) -> bool:
+        """True until the session ended (the TCP connection may linger a moment)."""
+        return not self._ended
+
+    # -- driven by the asyncio protocol ---------------------------------------------------------
+
+    def attach(self, receiver: Receiver, pending: bytes = b"") -> None:
+        """Start delivering to ``receiver``; ``pending`` is what arrived with the handshake."""
+        self._receiver = receiver
+        self._arm_ping()
+        if pending:
+            self.data_received(pending)
+        elif self._protocol.state is not State.OPEN:
+            self._end()
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        self._flush()
+        if protocol.state is not State.OPEN:
+            self._closing()
+
+    def eof_received(self) -> None:
+        self._protocol.receive_eof()
+        self._flush()
+        self._end()
+
+    def connection_lost(self) -> None:
+        for timer in (self._ping, self._pong_deadline, self._abort):
+            if timer is not None:
+                timer.cancel()
+        self._end()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                self._deliver(bytes(frame.data), opcode is Opcode.TEXT)
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            # The protocol bounds the whole message by max_size, fragments included.
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._deliver(data, self._fragment_text)
+        elif opcode is Opcode.PONG:
+            if self._pong_deadline is not None:
+                self._pong_deadline.cancel()
+                self._pong_deadline = None
+                self._arm_ping()
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        receiver = self._receiver
+        if receiver is None or self._protocol.state is not State.OPEN:
+            return
+        if text:
+            try:
+                message: bytes | str = data.decode()
+            except UnicodeDecodeError:
+                self.close(CloseCode.INVALID_DATA, "invalid UTF-8 in a text frame")
+                return
+        else:
+            message = data
+        receiver.receive(message)
+
+    def _flush(self) -> None:
+        for data in self._protocol.data_to_send():
+            if data:
+                self._transport.write(data)
+            else:
+                # The protocol says: the closing handshake is done, close TCP.
+                self._transport.close()
+
+    def _closing(self, defer: bool = False) -> None:
+        """The WebSocket left OPEN: end the session, and bound the wait for TCP."""
+        if defer:
+            self._loop.call_soon(self._end)
+        else:
+            self._end()
+        if self._abort is None:
+            self._abort = self._loop.call_later(self._config.close_timeout, self._transport.abort)
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        receiver = self._receiver
+        if receiver is None:
+            return
+        protocol = self._protocol
+        first = protocol.close_rcvd if protocol.close_rcvd_then_sent else protocol.close_sent
+        if first is None:
+            receiver.end()  # the TCP connection just went: nothing to say
+        else:
+            receiver.end(first.code, first.reason)
+
+    def _arm_ping(self) -> None:
+        interval = self._config.ping_interval
+        if interval is not None:
+            self._ping = self._loop.call_later(interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        if self._protocol.state is not State.OPEN:
+            return
+        self._protocol.send_ping(os.urandom(4))
+        self._flush()
+        timeout = self._config.ping_timeout
+        if timeout is not None:
+            self._pong_deadline = self._loop.call_later(timeout, self._keepalive_failed)
+        else:
+            self._arm_ping()
+
+    def _keepalive_failed(self) -> None:
+        self._pong_deadline = None
+        log.debug("keepalive ping timeout")
+        self.close(WsCloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+
+def wire_frame(message: bytes) -> bytes:
+    """``message`` as a WebSocket binary frame, serialized once for every recipient.
+
+    A room hands the same bytes object to each of its editors; server frames are
+    unmasked and we negotiate no extension, so the frame is identical for all of
+    them: it is serialized once, not once per connection as ``websockets.broadcast``
+    does.
+    """
+    global _last_message, _last_frame
+    if message is _last_message:
+        return _last_frame
+    frame = Frame(Opcode.BINARY, message).serialize(mask=False)
+    if len(message) <= _CACHED_FRAME_MAX:  # never pin a big first sync in memory
+        _last_message, _last_frame = message, frame
+    return frame
+
+
+_CACHED_FRAME_MAX = 64 * 1024
+_last_message: bytes = b""
+_last_frame: bytes = Frame(Opcode.BINARY, b"").serialize(mask=False)
