@@ -54,6 +54,12 @@ class Config:
     #: frame larger than this is admitted into an empty buffer, so a big first sync gets through.
     outbox_max_bytes: int = 32 * MiB
 
+    # HTTP fallback (server-sent events + POST, for networks that refuse WebSocket upgrades)
+    #: A fallback session with no open event stream and no request for this long is closed.
+    fallback_session_idle_seconds: float = 30.0
+    #: An idle event stream carries a comment this often, so proxies do not time it out.
+    fallback_keepalive_seconds: float = 15.0
+
     # Awareness: a state not renewed for this long is removed (y-protocols uses 30 s).
     awareness_timeout: float = 30.0
     #: Pure renewals (same state, higher clock) are forwarded in one batch per interval.

@@ -1,13 +1,15 @@
 """The pieces every transport shares, started and stopped together.
 
-A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router and
-the WebSocket gate, plus the background tasks (presence expiry, history
-retention). The native server (:mod:`collab.server`) and the ASGI app
-(:mod:`collab.asgi`) each open one and put their transport in front of it, so
-both serve the same documents through the same machinery.
+A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router, the
+WebSocket gate and the HTTP fallback's sessions (whose route it adds to the
+router), plus the background tasks (presence expiry, history retention). The
+native server (:mod:`collab.server`) and the ASGI app (:mod:`collab.asgi`) each
+open one and put their transport in front of it, so both serve the same documents
+through the same machinery.
 
 Shutting down (leaving :func:`open_runtime`) commits every accepted update and
-snapshots every loaded document; transports close their editors first.
+snapshots every loaded document; transports close their editors first (the
+listener's WebSockets, then :meth:`Runtime.close_sessions` for the fallback's).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collab.history import versions as history
 from collab.http import api, pages
 from collab.http.router import Router
 from collab.store import Store, store_from_url
+from collab.transports.fallback import Fallback
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -44,7 +47,13 @@ class Runtime:
     rooms: Rooms
     router: Router
     gate: Gate
+    fallback: Fallback
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def close_sessions(self) -> None:
+        """Close the HTTP fallback's sessions (1001), before the server stops its listener:
+        their event streams end with a close event, so no response is left open."""
+        self.fallback.close()
 
     async def _tick(self) -> None:
         while True:
@@ -82,14 +91,11 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     try:
         async with Journal(the_store, config) as journal:
             rooms = Rooms(config, the_store, journal)
-            runtime = Runtime(
-                config,
-                the_store,
-                journal,
-                rooms,
-                build_router(config, the_store),
-                Gate(rooms, config),
-            )
+            gate = Gate(rooms, config)
+            fallback = Fallback(gate, config)
+            router = build_router(config, the_store)
+            router.add(fallback.route())
+            runtime = Runtime(config, the_store, journal, rooms, router, gate, fallback)
             runtime.tasks = [
                 asyncio.create_task(runtime._tick(), name="collab tick"),
                 asyncio.create_task(runtime._thin_history(), name="collab retention"),
@@ -99,6 +105,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             finally:
                 for task in runtime.tasks:
                     task.cancel()
+                runtime.close_sessions()  # idempotent: a transport may have done it already
                 await rooms.close()
     finally:
         if own_store:

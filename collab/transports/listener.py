@@ -54,6 +54,8 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._drained = asyncio.Event()
+        #: True once :meth:`close` began: a response finished now ends its connection.
+        self.closing = False
 
     async def start(self, sock: Any = None) -> None:
         """Listen on ``config.host:config.port`` (or on the bound socket ``sock``)."""
@@ -80,6 +82,7 @@ class Listener:
         """Stop accepting; close every WebSocket with 1001 and every idle HTTP connection."""
         if self._server is None:
             return
+        self.closing = True
         self._server.close()
         for connection in list(self._connections):
             connection.shutdown()
@@ -164,6 +167,10 @@ class _Connection(asyncio.Protocol):
             self.websocket.close(1001, "server shutting down")
         elif not self._busy and self._transport is not None:
             self._transport.close()
+        elif self._streaming and self._transport is not None:
+            # An event stream ends when its source says so (the fallback closes its
+            # sessions first); one whose reader is stuck is cut after close_timeout.
+            asyncio.get_running_loop().call_later(self.config.close_timeout, self._abort)
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -179,7 +186,7 @@ class _Connection(asyncio.Protocol):
                     if not await self._answer(event):
                         return
                     self._busy = False
-                    if self._h11.our_state is h11.MUST_CLOSE or self._lost:
+                    if self._h11.our_state is h11.MUST_CLOSE or self._lost or self.listener.closing:
                         self._close()
                         return
                     self._h11.start_next_cycle()
