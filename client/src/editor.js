@@ -1,12 +1,15 @@
 // mountEditor: one collaborative textarea, its connection, status line and presence.
 //
-// The connection is y-websocket's stock WebsocketProvider - reconnect with backoff,
-// resync by state vectors and awareness all come from it; collab's browser client
-// adds nothing to the wire. This module only wires the pieces together and keeps
-// the status line honest.
+// The connection (connection.js) is y-websocket's stock WebsocketProvider - reconnect
+// with backoff, resync by state vectors and awareness all come from it - and, where a
+// network refuses WebSockets, collab's HTTP fallback carrying the very same messages.
+// The document is also kept in the browser's IndexedDB (y-indexeddb), so what was typed
+// offline survives closing the tab and reaches the server when the page is opened again.
+// This module only wires the pieces together and keeps the status line honest.
 
 import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { Connection } from './connection.js'
 import { TextareaBinding } from './binding.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 
@@ -27,20 +30,31 @@ export function defaultServerUrl (loc = window.location) {
  * @param {HTMLElement} [options.presence] receives one chip per other person here
  * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
  * @param {HTMLElement} [options.selfDot] shows the user's own colour
- * @returns {{doc: Y.Doc, text: Y.Text, provider: WebsocketProvider, binding: TextareaBinding,
- *            state: () => {status: string, synced: boolean, unsynced: number}, destroy: () => void}}
+ * @param {'auto'|'websocket'|'http'} [options.transport] 'auto' (default): WebSocket, and the
+ *        HTTP fallback when the network refuses it
+ * @param {boolean} [options.offline] keep the document in IndexedDB (default true)
+ * @returns {{doc: Y.Doc, text: Y.Text, provider: Connection, binding: TextareaBinding,
+ *            persistence: IndexeddbPersistence|null, storedText: () => Promise<string>,
+ *            state: () => {status: string, synced: boolean, unsynced: number, transport: string},
+ *            destroy: () => void}}
  */
 export function mountEditor (textarea, options) {
-  const { docName, serverUrl = defaultServerUrl(), textName = 'text' } = options
+  const { docName, serverUrl = defaultServerUrl(), textName = 'text', transport = 'auto' } = options
   const doc = new Y.Doc()
   const text = doc.getText(textName)
   const binding = new TextareaBinding(text, textarea)
-  // BroadcastChannel sync between tabs is off: the server is the one source of truth,
-  // so "synced" on the status line means "the server has it", not "another tab has it".
-  const provider = new WebsocketProvider(serverUrl, docName, doc, { disableBc: true })
+  // One IndexedDB database per server and document. Edits are stored as they happen;
+  // what is stored is loaded into the doc on open and, like any local change, synced.
+  const storageName = `collab:${serverUrl}/${docName}`
+  const persistence = options.offline === false || typeof indexedDB === 'undefined'
+    ? null
+    : new IndexeddbPersistence(storageName, doc)
+  // "synced" on the status line means "the server has it", not "another tab has it":
+  // the connection has no BroadcastChannel between tabs.
+  const provider = new Connection(serverUrl, docName, doc, { transport })
   const { awareness } = provider
 
-  let status = 'connecting' // y-websocket's: connecting | connected | disconnected
+  let status = provider.status // connecting | connected | disconnected
   let everConnected = false
   let closedReason = null
   let unsynced = 0
@@ -49,15 +63,17 @@ export function mountEditor (textarea, options) {
     const el = options.status
     if (!el) return
     let state, label
+    el.dataset.transport = provider.transport
+    const via = provider.transport === 'http' ? ' · http fallback' : ''
     if (closedReason !== null) {
       state = 'closed'
       label = `disconnected · ${closedReason}`
     } else if (status === 'connected' && provider.synced) {
       state = 'synced'
-      label = 'connected · synced'
+      label = `connected · synced${via}`
     } else if (status === 'connected') {
       state = 'syncing'
-      label = 'connected · syncing'
+      label = `connected · syncing${via}`
     } else if (!everConnected) {
       state = 'connecting'
       label = 'connecting'
@@ -100,6 +116,7 @@ export function mountEditor (textarea, options) {
     if (synced) unsynced = 0
     render()
   })
+  provider.on('transport', render)
   provider.on('closed', ({ code, reason }) => {
     closedReason = reason || `the server refused this document (${code})`
     render()
@@ -148,10 +165,23 @@ export function mountEditor (textarea, options) {
     text,
     provider,
     binding,
-    state: () => ({ status, synced: provider.synced, unsynced }),
+    persistence,
+    /** The text this browser holds for the document in IndexedDB (what survives the tab). */
+    async storedText () {
+      if (!persistence) return ''
+      const copy = new Y.Doc()
+      const reader = new IndexeddbPersistence(storageName, copy)
+      await reader.whenSynced
+      const stored = copy.getText(textName).toString()
+      await reader.destroy()
+      copy.destroy()
+      return stored
+    },
+    state: () => ({ status, synced: provider.synced, unsynced, transport: provider.transport }),
     destroy () {
       binding.destroy()
       provider.destroy()
+      persistence?.destroy()
       doc.destroy()
     }
   }
