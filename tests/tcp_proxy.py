@@ -10,28 +10,35 @@ crossed while the network was down.
 With ``refuse_upgrades``, the proxy plays a corporate proxy that forbids
 WebSockets: it reads the browser's requests one by one and answers each that
 carries an ``Upgrade`` header with 403, passing everything else through.
-``reset()`` drops the open connections (an RST each) but keeps listening, as
-when a flaky link cuts a long-lived event stream.
+With ``silence_upgrades`` it is the subtler kind: it completes the handshake itself
+(101), then swallows every frame and sends none, so the WebSocket opens and carries
+nothing. ``reset()`` drops the open connections (an RST each) but keeps listening,
+as when a flaky link cuts a long-lived event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import socket
 import struct
 from collections.abc import AsyncIterator
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, refuse_upgrades: bool = False) -> None:
+    def __init__(
+        self, target_port: int, refuse_upgrades: bool = False, silence_upgrades: bool = False
+    ) -> None:
         self.target_port = target_port
         self.refuse_upgrades = refuse_upgrades
+        self.silence_upgrades = silence_upgrades
         self.port = 0
         self.bytes_up = 0  # browser -> server
         self.bytes_down = 0  # server -> browser
         self.accepted = 0
-        self.refused_upgrades = 0
+        self.blocked_upgrades = 0
         self._listener: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -87,7 +94,7 @@ class TcpProxy:
         self._writers.update((writer, up_writer))
         upstream = (
             self._requests(reader, up_writer, writer)
-            if self.refuse_upgrades
+            if self.refuse_upgrades or self.silence_upgrades
             else self._pipe(reader, up_writer, True)
         )
         for pipe in (upstream, self._pipe(up_reader, writer, False)):
@@ -103,8 +110,14 @@ class TcpProxy:
             while True:
                 head = await src.readuntil(b"\r\n\r\n")
                 fields = _fields(head)
-                if "upgrade" in fields:
-                    self.refused_upgrades += 1
+                if "upgrade" in fields and self.silence_upgrades:
+                    self.blocked_upgrades += 1
+                    client.write(_switching(head))
+                    while await src.read(65536):  # frames in, nothing out
+                        pass
+                    return
+                if "upgrade" in fields and self.refuse_upgrades:
+                    self.blocked_upgrades += 1
                     client.write(
                         b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
                         b"Content-Length: 22\r\nConnection: close\r\n\r\nWebSockets not allowed"
@@ -150,6 +163,21 @@ class TcpProxy:
                 self._writers.discard(dst)
 
 
+def _switching(head: bytes) -> bytes:
+    """A 101 answer to the WebSocket handshake in ``head`` (RFC 6455 section 4.2.2)."""
+    key = next(
+        line.partition(":")[2].strip()
+        for line in head.decode("latin-1").split("\r\n")
+        if line.lower().startswith("sec-websocket-key:")
+    )
+    guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    accept = base64.b64encode(hashlib.sha1((key + guid).encode()).digest()).decode()
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ).encode()
+
+
 def _fields(head: bytes) -> dict[str, str]:
     """The header fields of a request head, names in lower case."""
     lines = head.decode("latin-1").split("\r\n")[1:]
@@ -166,8 +194,10 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 @contextlib.asynccontextmanager
-async def tcp_proxy(target_port: int, refuse_upgrades: bool = False) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy(target_port, refuse_upgrades)
+async def tcp_proxy(
+    target_port: int, refuse_upgrades: bool = False, silence_upgrades: bool = False
+) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy(target_port, refuse_upgrades, silence_upgrades)
     await proxy.start()
     try:
         yield proxy

@@ -5,9 +5,11 @@
 // y-websocket's WebsocketProvider, and our HttpProvider (same messages over SSE + POST).
 // Only one is connected at a time. The policy:
 //
-// - A WebSocket attempt that closes before the server's sync reply arrives, or that has
-//   no sync within `fallbackAfter` ms (an upgrade refused with 403, a socket a proxy
-//   closes right after opening, one that opens and carries nothing), counts as failed.
+// - A WebSocket attempt that closes before its first message arrives (an upgrade refused
+//   with 403, a socket a proxy closes right after opening), or that has no message
+//   within `fallbackAfter` ms (one that opens and carries nothing), counts as failed. The
+//   server greets every editor at once, so a working socket hears from it at once, even
+//   when the first sync of a big document then takes a while.
 // - After a failed attempt we ask the server over plain HTTP (HttpProvider.probe: it
 //   opens a fallback session). If it answers, the network refuses WebSockets but not
 //   HTTP: switch to the fallback, keeping that session. If it does not answer, we are
@@ -37,7 +39,7 @@ export class Connection extends ObservableV2 {
    * @param {object} [opts]
    * @param {Object<string,string>} [opts.params] query parameters of every connection
    * @param {'auto'|'websocket'|'http'} [opts.transport] 'auto': WebSocket, falling back to HTTP
-   * @param {number} [opts.fallbackAfter] ms a WebSocket attempt may take to sync
+   * @param {number} [opts.fallbackAfter] ms a WebSocket attempt may stay silent
    * @param {number} [opts.websocketRetry] ms on the fallback before trying WebSocket again
    * @param {number} [opts.websocketRetryMax] the longest of those waits
    */
@@ -64,7 +66,7 @@ export class Connection extends ObservableV2 {
     })
     /** @type {'websocket'|'http'} the transport in use */
     this.transport = transport === 'http' ? 'http' : 'websocket'
-    this._attempt = null // {synced, timer} of the current WebSocket attempt
+    this._attempt = null // {heard, timer} of the current WebSocket attempt
     this._probing = false
     this._probeDelay = 1000
     this._nextProbe = 0
@@ -78,15 +80,7 @@ export class Connection extends ObservableV2 {
       provider.on('closed', (event) => { if (provider === this.provider) this.emit('closed', [event]) })
     }
     this.websocket.on('status', ({ status }) => {
-      if (status === 'connecting') this._startAttempt()
-    })
-    this.websocket.on('sync', (synced) => {
-      if (synced && this._attempt) {
-        this._attempt.synced = true
-        clearTimeout(this._attempt.timer)
-        this._probeDelay = 1000
-        this._retryDelay = this.websocketRetry
-      }
+      if (status === 'connecting') this._startAttempt(this.websocket.ws)
     })
     this.websocket.on('connection-close', (event) => {
       const attempt = this._attempt
@@ -95,7 +89,7 @@ export class Connection extends ObservableV2 {
       clearTimeout(attempt.timer)
       // The server refused the document itself (4400-4499): another transport won't help.
       const refused = event && event.code >= 4400 && event.code < 4500
-      if (!attempt.synced && !refused) this._websocketFailed()
+      if (!attempt.heard && !refused) this._websocketFailed()
     })
     this.provider.connect()
   }
@@ -127,13 +121,20 @@ export class Connection extends ObservableV2 {
 
   // -- WebSocket first ----------------------------------------------------------------------
 
-  _startAttempt () {
+  /** Watch one WebSocket attempt: it works once a first message arrives on it. */
+  _startAttempt (socket) {
     if (this._attempt) clearTimeout(this._attempt.timer)
-    const attempt = { synced: false, timer: null }
-    // Open or not, a WebSocket that has not synced by now carries nothing useful.
+    const attempt = { heard: false, timer: null }
+    // The server greets every editor at once; a socket silent this long carries nothing.
     attempt.timer = setTimeout(() => {
-      if (this._attempt === attempt && !attempt.synced) this._websocketFailed()
+      if (this._attempt === attempt && !attempt.heard) this._websocketFailed()
     }, this.fallbackAfter)
+    socket?.addEventListener('message', () => {
+      attempt.heard = true
+      clearTimeout(attempt.timer)
+      this._probeDelay = 1000
+      this._retryDelay = this.websocketRetry
+    }, { once: true })
     this._attempt = attempt
   }
 
@@ -143,7 +144,7 @@ export class Connection extends ObservableV2 {
     this._probing = true
     const answered = await this.http.probe()
     this._probing = false
-    if (this.transport !== 'websocket' || this.websocket.synced) return
+    if (this.transport !== 'websocket' || this._attempt?.heard) return
     if (!answered) { // offline: both ways are down; try again, less and less often
       this._nextProbe = Date.now() + this._probeDelay
       this._probeDelay = Math.min(this._probeDelay * 2, PROBE_BACKOFF_MAX)
