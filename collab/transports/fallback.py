@@ -78,11 +78,13 @@ class EventStream:
         self._max_bytes = config.outbox_max_bytes
         self._keepalive = config.fallback_keepalive_seconds
         self._on_close = on_close
-        self._events: deque[tuple[int, bytes]] = deque()
-        self._held = 0  # bytes of every message in the buffer
-        self._pending = 0  # bytes of the messages no stream has taken
+        # Ids run contiguously through _sent (taken by a stream, kept for a resume) and
+        # then _unsent (waiting for a stream).
+        self._sent: deque[tuple[int, bytes]] = deque()
+        self._unsent: deque[tuple[int, bytes]] = deque()
+        self._held = 0  # bytes of every message in both
+        self._pending = 0  # bytes of the messages in _unsent
         self._next_id = 1
-        self._taken = 0  # the highest id a stream has taken
         self._stream = 0  # generation of the current stream; 0: none ever
         self._wake: asyncio.Event | None = None
         self.streaming = False
@@ -96,13 +98,13 @@ class EventStream:
     def write(self, message: bytes) -> None:
         if self.closed is not None:
             return
-        self._events.append((self._next_id, message))
+        self._unsent.append((self._next_id, message))
         self._next_id += 1
         self._held += len(message)
         self._pending += len(message)
         # Keep the replay buffer bounded: drop the oldest messages a stream has taken.
-        while self._held > self._max_bytes and self._events[0][0] <= self._taken:
-            self._held -= len(self._events.popleft()[1])
+        while self._held > self._max_bytes and self._sent:
+            self._held -= len(self._sent.popleft()[1])
         if self._wake is not None:
             self._wake.set()
 
@@ -122,7 +124,8 @@ class EventStream:
         if self.closed is not None:
             return False
         self.closed = (code, reason)
-        self._events.clear()
+        self._sent.clear()
+        self._unsent.clear()
         self._held = self._pending = 0
         if self._wake is not None:
             self._wake.set()
@@ -141,15 +144,20 @@ class EventStream:
         """
         if last_event_id >= self._next_id:
             raise InvalidRequest(f"Last-Event-ID {last_event_id}: no such event was sent")
-        while self._events and self._events[0][0] <= last_event_id:
-            self._held -= len(self._events.popleft()[1])
-        first = self._events[0][0] if self._events else self._next_id
+        first = self._sent[0][0] if self._sent else self._next_id - len(self._unsent)
         if first > last_event_id + 1:
             raise SessionExpired(
                 f"cannot resume after event {last_event_id}: the replay buffer no longer holds "
                 f"events {last_event_id + 1} to {first - 1}"
             )
-        self._taken = last_event_id
+        # What the client confirms leaves; what it missed is sent again, first.
+        while self._sent and self._sent[0][0] <= last_event_id:
+            self._held -= len(self._sent.popleft()[1])
+        # (A stream took everything a client can have seen; one that claims more gets less.)
+        while self._unsent and self._unsent[0][0] <= last_event_id:
+            self._held -= len(self._unsent.popleft()[1])
+        self._unsent.extendleft(reversed(self._sent))
+        self._sent.clear()
         self._pending = self._held
         if self._wake is not None:
             self._wake.set()  # the old stream sees it was replaced, and ends
@@ -185,14 +193,11 @@ class EventStream:
         """The next messages no stream has taken, as events (about CHUNK_BYTES of them)."""
         parts: list[bytes] = []
         size = 0
-        for event_id, message in self._events:
-            if event_id <= self._taken:
-                continue
-            if parts and size + len(message) > CHUNK_BYTES:
-                break
+        while self._unsent and (not parts or size + len(self._unsent[0][1]) <= CHUNK_BYTES):
+            event_id, message = self._unsent.popleft()
+            self._sent.append((event_id, message))
             parts.append(message_event(event_id, message))
             size += len(message)
-            self._taken = event_id
         self._pending -= size
         return b"".join(parts)
 
