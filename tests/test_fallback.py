@@ -21,7 +21,9 @@ from pycrdt import Doc, Text
 
 from collab.client import connect
 from collab.config import Config
+from collab.errors import SessionExpired
 from collab.server import Server, serve
+from collab.transports.fallback import EventStream
 from collab.wire import protocol
 from collab.wire.fallback import EventStreamParser, encode_batch
 from collab.wire.protocol import (
@@ -32,8 +34,6 @@ from collab.wire.protocol import (
     Update,
     decode_awareness,
 )
-from collab.errors import SessionExpired
-from collab.transports.fallback import EventStream
 from tests.conftest import doc_url, eventually
 from tests.fallback_peer import FallbackPeer, awareness_message
 from tests.test_server import HOSTILE
