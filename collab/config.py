@@ -54,6 +54,16 @@ class Config:
     #: frame larger than this is admitted into an empty buffer, so a big first sync gets through.
     outbox_max_bytes: int = 32 * MiB
 
+    # WebRTC signaling (``/signal``, y-webrtc's JSON protocol), bounds per connection.
+    #: Topics (documents) one connection may be subscribed to at once; more closes it (1008).
+    signal_max_topics: int = 100
+    #: Largest signaling frame; bigger closes with 1009. An SDP offer is a few KiB.
+    signal_max_message_size: int = 64 * 1024
+    #: Sustained messages per second one connection may send, with bursts of up to
+    #: ``signal_burst`` (a token bucket); faster closes it (1008).
+    signal_messages_per_second: float = 50.0
+    signal_burst: int = 200
+
     # Awareness: a state not renewed for this long is removed (y-protocols uses 30 s).
     awareness_timeout: float = 30.0
     #: Pure renewals (same state, higher clock) are forwarded in one batch per interval.
