@@ -189,10 +189,7 @@ def _depth(value: JSONValue) -> int:
         else:
             continue
         level += 1
-        if level > deepest:
-            deepest = level
-            if deepest > MAX_DEPTH:
-                return deepest
+        deepest = max(deepest, level)
         stack.extend((child, level) for child in children)
     return deepest
 
