@@ -1,4 +1,4 @@
-"""collab.core.signaling: topics, relays and bounds, driven by hand (fake transports, a fake clock)."""
+"""collab.core.signaling: topics, relays and bounds, driven by hand (fake transports and clock)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def publish(peer: SignalingPeer, topic: str, data: Any) -> None:
 
 def test_publish_reaches_every_subscriber_and_the_sender_with_clients(hub: Hub) -> None:
     a, ta = join(hub, "notes")
-    b, tb = join(hub, "notes", "other")
+    _, tb = join(hub, "notes", "other")
     c, tc = join(hub, "other")
     publish(a, "notes", {"type": "announce", "from": "a"})
     relayed = {
@@ -82,7 +82,7 @@ def test_publish_reaches_every_subscriber_and_the_sender_with_clients(hub: Hub) 
 
 
 def test_a_publish_to_a_topic_the_sender_did_not_subscribe_to_is_dropped(hub: Hub) -> None:
-    a, ta = join(hub, "notes")
+    _, ta = join(hub, "notes")
     b, tb = join(hub, "mine")
     publish(b, "notes", {"type": "signal", "to": "a"})
     assert ta.take() == [] and tb.take() == []
@@ -165,7 +165,7 @@ def test_topics_per_connection_are_bounded(clock: Clock) -> None:
     a, ta = join(hub, "t1", "t2")
     a.receive('{"type":"subscribe","topics":["t3","t1","t3"]}')  # one new: 3 in all
     assert ta.closed is None and hub.topics == 3
-    b, tb = join(hub, "t1", "t2", "t3", "t4")
+    _, tb = join(hub, "t1", "t2", "t3", "t4")
     assert tb.closed == (1008, "over 3 topics on one connection")
     assert hub.subscribers("t1") == 1  # b took none of them
     a.receive('{"type":"subscribe","topics":["t4"]}')
@@ -224,7 +224,7 @@ def test_a_clock_that_steps_back_refills_nothing() -> None:
 def test_a_peer_that_cannot_keep_up_is_closed_with_1013(clock: Clock) -> None:
     hub = Hub(Config(outbox_max_bytes=1000), clock=clock)
     a, ta = join(hub, "notes")
-    slow, tslow = join(hub, "notes")
+    _, tslow = join(hub, "notes")
     c, tc = join(hub, "notes")
     tslow.buffered = 950  # its socket is full of what it did not read
     publish(a, "notes", "x" * 40)  # 950 + ~80 > 1000
