@@ -4,9 +4,12 @@
 two ends are both inside it (``10.213.0.1/24`` and ``10.213.0.2/24``) with a
 default route onto it, so programs run in it (``ip netns exec NAME ...``) see a
 real, non-loopback interface -- which WebRTC needs, as Chromium gathers no
-loopback candidates -- while no packet can leave the namespace. It is deleted
-on exit, also on failure; namespaces that a killed test run left behind are
-swept the next time.
+loopback candidates -- while no packet can leave the namespace. Its own
+``/etc/netns/NAME/resolv.conf`` and ``hosts`` (which ``ip netns exec`` mounts over
+``/etc``) point name lookups at the namespace's loopback, so a lookup fails at
+once instead of waiting seconds for the machine's resolver, which is out of
+reach. It is deleted on exit, also on failure; namespaces that a killed test
+run left behind are swept the next time.
 
 Needs root (``ip netns add``); :func:`netns_unavailable` says why not.
 """
@@ -26,6 +29,7 @@ HOST_A = "10.213.0.1"
 HOST_B = "10.213.0.2"
 _PREFIX = "collab-test-"
 _RUN_NETNS = Path("/run/netns")
+_ETC_NETNS = Path("/etc/netns")
 
 
 def netns_unavailable() -> str | None:
@@ -43,16 +47,20 @@ def _ip(*args: str) -> None:
 
 def _sweep_stale() -> None:
     """Delete namespaces left by test processes that no longer exist."""
-    if not _RUN_NETNS.is_dir():
-        return
-    for entry in _RUN_NETNS.iterdir():
-        name = entry.name
-        if not name.startswith(_PREFIX):
-            continue
+    names = {
+        entry.name
+        for folder in (_RUN_NETNS, _ETC_NETNS)
+        if folder.is_dir()
+        for entry in folder.iterdir()
+        if entry.name.startswith(_PREFIX)
+    }
+    for name in names:
         pid = name[len(_PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            with contextlib.suppress(subprocess.SubprocessError):
-                _ip("netns", "del", name)
+            if (_RUN_NETNS / name).exists():
+                with contextlib.suppress(subprocess.SubprocessError):
+                    _ip("netns", "del", name)
+            shutil.rmtree(_ETC_NETNS / name, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -64,7 +72,17 @@ def network_namespace() -> Iterator[str]:
     """
     _sweep_stale()
     name = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    _ip("netns", "add", name)
+    etc = _ETC_NETNS / name
+    etc.mkdir(parents=True)
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    (etc / "hosts").write_text(
+        f"127.0.0.1 localhost\n::1 localhost\n{HOST_A} host-a\n{HOST_B} host-b\n"
+    )
+    try:
+        _ip("netns", "add", name)
+    except BaseException:
+        shutil.rmtree(etc, ignore_errors=True)
+        raise
     try:
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b")
@@ -78,6 +96,7 @@ def network_namespace() -> Iterator[str]:
         # Deleting the namespace removes its interfaces; its processes are the caller's.
         with contextlib.suppress(subprocess.SubprocessError):
             _ip("netns", "del", name)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def exec_in(name: str, *argv: str) -> list[str]:

@@ -1,14 +1,18 @@
-// One stock y-webrtc peer: ?room=<document>&signal=<ws://host:port/signal>.
-// No WebSocket provider: the text travels only over WebRTC, and collab is the only
-// signaling server. iceServers is empty, so only host candidates are gathered.
+// One stock y-webrtc peer: ?room=<document>&signal=<ws://host:port/signal>, and with
+// &collab=<ws://host:port> also collab's WebSocket provider on the same Y.Doc (the
+// setup docs/webrtc.md shows). iceServers is empty, so only host candidates are gathered.
 import * as Y from 'yjs'
 import { WebrtcProvider } from 'y-webrtc'
+import { WebsocketProvider } from 'y-websocket'
 
 const params = new URLSearchParams(window.location.search)
+const room = params.get('room')
 const doc = new Y.Doc()
 const text = doc.getText('text')
-const provider = new WebrtcProvider(params.get('room'), doc, {
+const server = params.has('collab') ? new WebsocketProvider(params.get('collab'), room, doc) : null
+const provider = new WebrtcProvider(room, doc, {
   signaling: [params.get('signal')],
+  ...(server === null ? {} : { awareness: server.awareness }),
   peerOpts: { config: { iceServers: [] } }
 })
 
@@ -21,6 +25,7 @@ window.webrtc = {
   append: content => text.insert(text.length, content),
   text: () => text.toString(),
   signalingConnected: () => provider.signalingConns.every(conn => conn.connected),
+  serverSynced: () => server !== null && server.synced,
   // Peers reached over a WebRTC data channel (not a BroadcastChannel between tabs).
   webrtcPeers: () => provider.room === null
     ? 0
