@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
+from collab.core.gate import DocumentEntry, SignalingEntry
 from collab.core.signaling import Hub
 from collab.server import Server, serve
 from tests.conftest import eventually
@@ -218,3 +219,11 @@ async def test_a_peer_that_stops_reading_is_dropped_and_slows_nobody(config: Con
                 pytest.fail("the slow peer was never dropped")
             assert hub_of(server).subscribers("firehose") == 1
             slow.transport.abort()
+
+
+async def test_only_the_path_signal_is_reserved(server: Server) -> None:
+    gate = server.runtime.gate
+    assert isinstance(gate.admit("/signal", "", {}), SignalingEntry)
+    assert isinstance(gate.admit("/%73ignal", "", {}), SignalingEntry)  # no way around it
+    entry = gate.admit("/signal/x", "saved=1", {})
+    assert isinstance(entry, DocumentEntry) and entry.name == "signal/x"
