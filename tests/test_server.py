@@ -15,10 +15,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from collab.client import connect
 from collab.config import Config
-from collab.server import Server, serve
 from collab.wire import protocol
 from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
-from tests.conftest import doc_url, eventually
+from tests.conftest import ServeKind, doc_url, eventually
+from tests.servers import RunningServer as Server
 
 
 def text_of(doc: Doc) -> str:
@@ -135,10 +135,14 @@ HOSTILE = {
 
 @pytest.mark.parametrize("kind", [*HOSTILE, "valid update cut short", "text frame", "oversize"])
 async def test_malformed_frames_close_only_the_offender(
-    tmp_path: object, config: Config, kind: str, caplog: pytest.LogCaptureFixture
+    tmp_path: object,
+    config: Config,
+    serve_kind: ServeKind,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="collab.server")
-    async with serve(config.replace(max_message_size=64 * 1024)) as server:
+    async with serve_kind(config.replace(max_message_size=64 * 1024)) as server:
         url = doc_url(server, "target")
         async with connect(url) as good, connect(url) as watcher:
             await good.wait_synced()
@@ -179,9 +183,11 @@ async def test_malformed_frames_close_only_the_offender(
     ), [r.getMessage() for r in caplog.records]
 
 
-async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: Config) -> None:
+async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
+    config: Config, serve_kind: ServeKind
+) -> None:
     limit = 256 * 1024
-    async with serve(config.replace(outbox_max_bytes=limit)) as server:
+    async with serve_kind(config.replace(outbox_max_bytes=limit)) as server:
         url = doc_url(server, "firehose")
         slow, _ = await raw_synced(url)
         slow.transport.pause_reading()  # stops reading: the server's buffer for it fills
@@ -204,8 +210,9 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: C
 
 async def test_dead_peer_is_dropped_by_keepalive_and_its_presence_removed(
     config: Config,
+    serve_kind: ServeKind,
 ) -> None:
-    async with serve(
+    async with serve_kind(
         config.replace(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
     ) as server:
         url = doc_url(server, "cable")
@@ -244,13 +251,13 @@ async def test_history_api_is_served_on_the_same_port(server: Server) -> None:
     assert status == 404 and "error" in json.loads(body)
 
 
-async def test_the_server_thins_old_history(config: Config) -> None:
+async def test_the_server_thins_old_history(config: Config, serve_kind: ServeKind) -> None:
     from collab.config import Retention
 
     thin = config.replace(
         retention_interval=0.05, retention=Retention(keep_all_seconds=0, hourly_seconds=3600)
     )
-    async with serve(thin) as server:
+    async with serve_kind(thin) as server:
         async with connect(doc_url(server, "old"), saved_acks=True) as client:
             await client.wait_synced()
             text = client.doc.get("text", type=Text)

@@ -18,7 +18,8 @@ from pycrdt import Doc, Text
 
 from collab.client import Client, connect
 from collab.config import Config
-from collab.server import Server, serve
+from tests.conftest import ServeKind
+from tests.servers import RunningServer as Server
 
 from .node_peer import NodePeer, require_node_deps
 
@@ -26,10 +27,11 @@ pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
-async def collab_server(tmp_path: Path) -> AsyncIterator[Server]:
+async def collab_server(tmp_path: Path, serve_kind: ServeKind) -> AsyncIterator[Server]:
+    """collab serve's server, then the ASGI app under uvicorn: stock clients see no difference."""
     require_node_deps()  # skip (or fail in CI) before starting anything
     config = Config(port=0, db_url=f"sqlite:///{tmp_path / 'collab.db'}", ping_interval=None)
-    async with serve(config) as server:
+    async with serve_kind(config) as server:
         yield server
 
 
