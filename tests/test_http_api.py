@@ -142,7 +142,7 @@ async def test_documents_that_differ_only_in_a_prefix_stay_separate(tmp_path: Pa
             exported = await get(store, f"/api/docs/{team}/notes/export", format="txt")
             assert exported.body == f"{team} only".encode()
             assert exported.headers["Content-Disposition"] == (
-                f"attachment; filename=\"{team}%2Fnotes.txt\"; "
+                f'attachment; filename="{team}%2Fnotes.txt"; '
                 f"filename*=UTF-8''{team}%252Fnotes.txt"
             )
         # Escapes decode per segment; the endpoint is always the last segment.
@@ -163,7 +163,7 @@ async def test_room_names_with_colons_and_at_signs_are_accepted(tmp_path: Path) 
             assert (text["doc"], text["text"]) == (name, f"in {name}")
         exported = await get(store, "/api/docs/json:notebook:1234/export", format="md", at="1")
         assert exported.headers["Content-Disposition"] == (
-            "attachment; filename=\"json%3Anotebook%3A1234@1.md\"; "
+            'attachment; filename="json%3Anotebook%3A1234@1.md"; '
             "filename*=UTF-8''json%253Anotebook%253A1234%401.md"
         )
     finally:

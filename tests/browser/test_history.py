@@ -73,9 +73,7 @@ async def test_history_page_shows_versions_a_diff_and_downloads_exports(
     history_server: Server, browser: Browser, screenshot_dir: Path
 ) -> None:
     await _write_two_versions(history_server, "minutes")
-    page, console = await _open(
-        browser, f"http://127.0.0.1:{history_server.port}/d/minutes/history"
-    )
+    page, console = await _open(browser, f"http://127.0.0.1:{history_server.port}/history/minutes")
 
     versions = page.locator("#versions li[data-version]")
     await expect(versions.first).to_be_visible()
