@@ -69,10 +69,17 @@ def test_a_percent_encoded_character_outside_the_rule_is_refused(
         parse_path(raw[:at] + quote(bad, safe="") + raw[at:], CONFIG)
 
 
-@given(st.text(max_size=60))
-def test_any_path_is_a_valid_name_or_invalid_name(path: str) -> None:
+#: Arbitrary paths, made of what paths are made of: separators, dots, escapes, controls.
+pieces = st.sampled_from(
+    ["/", ".", "..", "%", "%2F", "%2e", "%0A", "%00", "%FF", "%41", "a", "Z9", ":@", "\t", " ", "é"]
+)
+paths = st.lists(pieces | st.characters(), max_size=20).map("".join)
+
+
+@given(paths, st.booleans())
+def test_any_path_is_a_valid_name_or_invalid_name(path: str, rooted: bool) -> None:
     try:
-        name = parse_path(path, CONFIG)
+        name = parse_path("/" + path if rooted else path, CONFIG)
     except InvalidName:
         return
     assert valid_name(name, CONFIG)
