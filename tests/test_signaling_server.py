@@ -19,18 +19,30 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from collab.config import Config
-from collab.core.gate import DocumentEntry, SignalingEntry
+from collab.core.gate import DocumentEntry, Gate, SignalingEntry
 from collab.core.signaling import Hub
-from collab.server import Server, serve
-from tests.conftest import eventually
+from tests.conftest import ServeKind, eventually
+from tests.servers import AsgiServer, RunningServer
 
 
-def signal_url(server: Server) -> str:
+def signal_url(server: RunningServer) -> str:
     return f"ws://127.0.0.1:{server.port}/signal"
 
 
-def hub_of(server: Server) -> Hub:
-    return server.runtime.gate.signaling
+def connect(server: RunningServer) -> Any:
+    """A raw WebSocket to /signal. No compression: what is sent is what the server buffers
+    (uvicorn would otherwise negotiate permessage-deflate)."""
+    return ws_connect(signal_url(server), compression=None)
+
+
+def gate_of(server: RunningServer) -> Gate:
+    if isinstance(server, AsgiServer):
+        return server.app.runtime.gate
+    return server.runtime.gate  # type: ignore[attr-defined,no-any-return]
+
+
+def hub_of(server: RunningServer) -> Hub:
+    return gate_of(server).signaling
 
 
 async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
@@ -61,9 +73,9 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
 
 
 @pytest.fixture
-async def peers(server: Server) -> AsyncIterator[list[ClientConnection]]:
+async def peers(server: RunningServer) -> AsyncIterator[list[ClientConnection]]:
     """Three raw connections to /signal, closed at the end."""
-    opened = [await ws_connect(signal_url(server)) for _ in range(3)]
+    opened = [await connect(server) for _ in range(3)]
     try:
         yield opened
     finally:
@@ -72,7 +84,7 @@ async def peers(server: Server) -> AsyncIterator[list[ClientConnection]]:
 
 
 async def test_publish_reaches_subscribers_only_the_sender_included(
-    server: Server, peers: list[ClientConnection]
+    server: RunningServer, peers: list[ClientConnection]
 ) -> None:
     a, b, c = peers
     await subscribed(a, "notes")
@@ -88,7 +100,7 @@ async def test_publish_reaches_subscribers_only_the_sender_included(
 
 
 async def test_a_publish_to_a_topic_not_subscribed_is_dropped(
-    server: Server, peers: list[ClientConnection]
+    server: RunningServer, peers: list[ClientConnection]
 ) -> None:
     a, b, _ = peers
     await subscribed(a, "notes")
@@ -102,7 +114,7 @@ async def test_a_publish_to_a_topic_not_subscribed_is_dropped(
 
 
 async def test_unsubscribe_stops_the_relay_and_frees_the_topic(
-    server: Server, peers: list[ClientConnection]
+    server: RunningServer, peers: list[ClientConnection]
 ) -> None:
     a, b, _ = peers
     await subscribed(a, "notes", "drafts")
@@ -128,7 +140,7 @@ async def test_json_ping_is_answered_with_pong(peers: list[ClientConnection]) ->
 
 
 async def test_malformed_json_closes_only_that_connection_with_1007(
-    server: Server, peers: list[ClientConnection]
+    server: RunningServer, peers: list[ClientConnection]
 ) -> None:
     a, b, c = peers
     await subscribed(a, "notes")
@@ -154,10 +166,10 @@ async def test_a_topic_must_be_a_document_name(peers: list[ClientConnection]) ->
     await subscribed(b, "team/notes")  # segments are fine, as in document names
 
 
-async def test_a_silent_peer_is_dropped_by_keepalive(config: Config) -> None:
+async def test_a_silent_peer_is_dropped_by_keepalive(config: Config, serve_kind: ServeKind) -> None:
     fast = config.replace(ping_interval=0.2, ping_timeout=0.3, close_timeout=0.3)
-    async with serve(fast) as server:
-        async with ws_connect(signal_url(server)) as live, ws_connect(signal_url(server)) as gone:
+    async with serve_kind(fast) as server:
+        async with connect(server) as live, connect(server) as gone:
             await subscribed(live, "notes")
             await subscribed(gone, "notes")
             gone.transport.pause_reading()  # a pulled cable: no pong, no close frame
@@ -169,20 +181,20 @@ async def test_a_silent_peer_is_dropped_by_keepalive(config: Config) -> None:
             gone.transport.abort()
 
 
-async def test_too_many_topics_closes_with_1008(config: Config) -> None:
-    async with serve(config.replace(signal_max_topics=2)) as server:
-        async with ws_connect(signal_url(server)) as a:
+async def test_too_many_topics_closes_with_1008(config: Config, serve_kind: ServeKind) -> None:
+    async with serve_kind(config.replace(signal_max_topics=2)) as server:
+        async with connect(server) as a:
             await subscribed(a, "one", "two")
             await send(a, {"type": "subscribe", "topics": ["three"]})
             assert await closed_with(a) == (1008, "over 2 topics on one connection")
         await eventually(lambda: hub_of(server).topics == 0)
 
 
-async def test_too_many_messages_closes_with_1008(config: Config) -> None:
+async def test_too_many_messages_closes_with_1008(config: Config, serve_kind: ServeKind) -> None:
     # No refill to speak of: the sixth message is over the burst, however slow the machine.
     limits = config.replace(signal_burst=5, signal_messages_per_second=0.001)
-    async with serve(limits) as server:
-        async with ws_connect(signal_url(server)) as a, ws_connect(signal_url(server)) as b:
+    async with serve_kind(limits) as server:
+        async with connect(server) as a, connect(server) as b:
             for _ in range(5):
                 await send(a, {"type": "ping"})
             for _ in range(5):
@@ -193,20 +205,24 @@ async def test_too_many_messages_closes_with_1008(config: Config) -> None:
             assert await recv(b) == {"type": "pong"}
 
 
-async def test_a_frame_over_the_signaling_bound_closes_with_1009(config: Config) -> None:
-    async with serve(config.replace(signal_max_message_size=1000)) as server:
-        async with ws_connect(signal_url(server)) as a:
+async def test_a_frame_over_the_signaling_bound_closes_with_1009(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with serve_kind(config.replace(signal_max_message_size=1000)) as server:
+        async with connect(server) as a:
             await subscribed(a, "notes")
             await send(a, {"type": "publish", "topic": "notes", "data": "x" * 1000})
             code, _ = await closed_with(a)
             assert code == 1009
 
 
-async def test_a_peer_that_stops_reading_is_dropped_and_slows_nobody(config: Config) -> None:
+async def test_a_peer_that_stops_reading_is_dropped_and_slows_nobody(
+    config: Config, serve_kind: ServeKind
+) -> None:
     limit = 128 * 1024
     roomy = config.replace(outbox_max_bytes=limit, signal_messages_per_second=1e6)
-    async with serve(roomy) as server:
-        async with ws_connect(signal_url(server)) as writer, ws_connect(signal_url(server)) as slow:
+    async with serve_kind(roomy) as server:
+        async with connect(server) as writer, connect(server) as slow:
             await subscribed(writer, "firehose")
             await subscribed(slow, "firehose")
             slow.transport.pause_reading()  # stops reading: the server's buffer for it fills
@@ -221,8 +237,8 @@ async def test_a_peer_that_stops_reading_is_dropped_and_slows_nobody(config: Con
             slow.transport.abort()
 
 
-async def test_only_the_path_signal_is_reserved(server: Server) -> None:
-    gate = server.runtime.gate
+async def test_only_the_path_signal_is_reserved(server: RunningServer) -> None:
+    gate = gate_of(server)
     assert isinstance(gate.admit("/signal", "", {}), SignalingEntry)
     assert isinstance(gate.admit("/%73ignal", "", {}), SignalingEntry)  # no way around it
     entry = gate.admit("/signal/x", "saved=1", {})
