@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Config
+from collab.core.session import close_reason
 from collab.errors import (
     CloseCode,
     CollabError,
@@ -171,6 +172,7 @@ class SignalingPeer:
         if self._closed:
             return
         buffered = self._transport.buffered
+        # len(text) is its size in bytes: signaling.encode escapes everything non-ASCII.
         if buffered and buffered + len(text) > self._max_bytes:
             # Never grow without bound and never slow the publisher: drop this peer.
             self.fail(SlowConsumer(f"outbox over {self._max_bytes} bytes"))
@@ -201,7 +203,7 @@ class SignalingPeer:
         # Out of every topic now, not when the transport reports the end: the
         # ``clients`` counts stay true and nothing more is relayed to it.
         self._hub.leave(self)
-        self._transport.close(code, reason.encode()[:123].decode(errors="ignore"))
+        self._transport.close(code, close_reason(reason))
 
 
 class Hub:
