@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +22,23 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        port: int,
+        log: Path,
+        flags: Sequence[str] = (),
+        env: Mapping[str, str] = {},
+    ) -> None:
         self.db_url = db_url
         self.port = port
         self.log = log
+        self.flags = list(flags)
+        self.env = dict(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -43,6 +52,7 @@ class ServerProcess:
                     str(self.port),
                     "--db",
                     self.db_url,
+                    *self.flags,
                 ],
                 cwd=ROOT,
                 env=env,
