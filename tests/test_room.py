@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -77,7 +78,7 @@ def make_room(log: ListLog | None = None, clock: Clock | None = None) -> Room:
 
 
 def edit(text: str) -> bytes:
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("text", type=Text).insert(0, text)
     return doc.get_update()
 
@@ -92,7 +93,7 @@ def test_join_sends_state_vector_then_step2_answers_with_what_is_missing() -> No
     room.receive(reader, SyncStep1(Doc().get_state()))
     step2 = reader.outbox[-1]
     assert isinstance(step2, SyncStep2)
-    replica: Doc = Doc()
+    replica: Doc[Any] = Doc()
     replica.apply_update(step2.update)
     assert str(replica.get("text", type=Text)) == "hello"
 
@@ -124,7 +125,7 @@ def test_step2_forwards_only_what_was_new() -> None:
     room.join(b)
     first = edit("one")
     room.receive(a, Update(first))
-    client: Doc = Doc()
+    client: Doc[Any] = Doc()
     client.apply_update(first)
     client.get("text", type=Text).insert(3, " two")
     b.outbox.clear()
@@ -261,7 +262,7 @@ def test_presence_renewals_cost_one_frame_per_editor_per_tick() -> None:
 
 def chain(*parts: str) -> list[bytes]:
     """Updates of one editor typing ``parts`` one after another: each depends on the last."""
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
@@ -275,7 +276,7 @@ class LiveEditor:
 
     def __init__(self, room: Room, name: str = "live") -> None:
         self.peer = FakePeer(name)
-        self.doc: Doc = Doc()
+        self.doc: Doc[Any] = Doc()
         room.join(self.peer)
         # As y-websocket does: answer the room's step 1 with ours; its step 2 follows.
         room.receive(self.peer, SyncStep1(self.doc.get_state()))
@@ -319,10 +320,10 @@ def typed(edits: list[Edit]) -> tuple[list[bytes], str]:
     """The updates of editors making ``edits`` in turn, each edit by a new client that has
     seen the edits before it (so each update may depend on any earlier one), and the
     text they make. One client per edit: see test_yrs_loses_an_update_held_past_a_gap."""
-    source: Doc = Doc()
+    source: Doc[Any] = Doc()
     updates: list[bytes] = []
     for change in edits:
-        editor: Doc = Doc()
+        editor: Doc[Any] = Doc()
         editor.apply_update(source.get_update())
         made = _made_by(editor, change)
         for update in made:
@@ -331,7 +332,7 @@ def typed(edits: list[Edit]) -> tuple[list[bytes], str]:
     return updates, str(source.get("text", type=Text))
 
 
-def _made_by(editor: Doc, edit: Edit) -> list[bytes]:
+def _made_by(editor: Doc[Any], edit: Edit) -> list[bytes]:
     text = editor.get("text", type=Text)
     made: list[bytes] = []
     subscription = editor.observe(lambda event: made.append(event.update))
@@ -371,7 +372,7 @@ def test_live_editors_follow_the_server_whatever_order_updates_arrive_in(
         server_text = str(room.doc.get("text", type=Text))
         assert [editor.text() for editor in live] == [server_text] * len(live)
         # The log holds what the Doc integrated: replaying it gives the server's text.
-        logged: Doc = Doc()
+        logged: Doc[Any] = Doc()
         for entry, _ in log.entries:
             logged.apply_update(entry)
         assert str(logged.get("text", type=Text)) == server_text
@@ -382,7 +383,7 @@ def test_an_item_past_a_gap_in_its_clients_clock_is_forwarded_when_shown() -> No
     """Yrs shows an item whose own client's earlier update is missing (when its
     neighbours are there); Yjs would hold it back. The transaction's update is empty
     then; the room still forwards and logs what the Doc shows."""
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
@@ -400,7 +401,7 @@ def test_an_item_past_a_gap_in_its_clients_clock_is_forwarded_when_shown() -> No
     for update, shown in ((x, "Xa"), (b, "Xab"), (c, "Xabc")):
         room.receive(sender, Update(update))
         assert live.text() == shown == str(room.doc.get("text", type=Text))
-    logged: Doc = Doc()
+    logged: Doc[Any] = Doc()
     for entry, _ in log.entries:
         logged.apply_update(entry)
     assert str(logged.get("text", type=Text)) == "Xabc" and len(log.entries) == 4
@@ -416,14 +417,14 @@ def test_yrs_loses_an_update_held_past_a_gap() -> None:
     property test makes each edit with a new client (no clock gaps): collab must not
     pass updates of one client to a Doc out of order until this is fixed upstream.
     """
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     for char in "012345":
         text.insert(0, char)
     text.insert(len(text), "X")
-    server: Doc = Doc()
+    server: Doc[Any] = Doc()
     for index in (0, 1, 2, 3, 5, 6, 4):
         server.apply_update(updates[index])
     assert str(server.get("text", type=Text)) == "543210X"

@@ -7,6 +7,8 @@ import collections
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -14,7 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from collab.client import connect
+from collab.client import Client, connect
 from collab.config import Config
 from collab.server import Server, serve
 from collab.store import Loaded
@@ -24,23 +26,31 @@ from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2
 from tests.conftest import doc_url, eventually
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get("text", type=Text))
 
 
-def edit(base: Doc, index: int, content: str) -> bytes:
+def edit(base: Doc[Any], index: int, content: str) -> bytes:
     """An update inserting ``content`` at ``index`` on top of ``base``'s state."""
-    replica: Doc = Doc()
+    replica: Doc[Any] = Doc()
     replica.apply_update(base.get_update())
     before = replica.get_state()
     replica.get("text", type=Text).insert(index, content)
     return replica.get_update(before)
 
 
-async def raw_synced(url: str) -> tuple[ClientConnection, Doc]:
+def text_is(client: Client, value: str) -> Callable[[], bool]:
+    return lambda: text_of(client.doc) == value
+
+
+def text_longer_than(client: Client, length: int) -> Callable[[], bool]:
+    return lambda: len(text_of(client.doc)) > length
+
+
+async def raw_synced(url: str) -> tuple[ClientConnection, Doc[Any]]:
     """A bare protocol client: handshake done, the server's content applied."""
     ws = await ws_connect(url, compression=None)
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     await ws.send(protocol.encode(SyncStep1(doc.get_state())))
     while True:
         message = protocol.decode(await ws.recv())  # type: ignore[arg-type]
@@ -109,9 +119,7 @@ async def test_twenty_clients_opening_a_new_document_at_once_load_it_once(
                 await asyncio.gather(*(c.wait_synced(timeout=5) for c in entered))
                 assert store.loads == {"rush": 1}
                 entered[0].doc.get("text", type=Text).insert(0, "all")
-                await asyncio.gather(
-                    *(c.wait_for(lambda c=c: text_of(c.doc) == "all", 5) for c in entered)
-                )
+                await asyncio.gather(*(c.wait_for(text_is(c, "all"), 5) for c in entered))
             finally:
                 await asyncio.gather(*(c.__aexit__(None, None, None) for c in clients))
     finally:
@@ -218,9 +226,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: C
             for i in range(400):  # 6.4 MB in all, far beyond the slow client's bound
                 text.insert(0, chunk)
                 if i % 50 == 0:
-                    await reader.wait_for(
-                        lambda i=i: len(text_of(reader.doc)) >= (i + 1) * len(chunk)
-                    )
+                    await reader.wait_for(text_longer_than(reader, i * len(chunk)))
             await reader.wait_for(lambda: len(text_of(reader.doc)) == 400 * len(chunk))
             # The slow editor was cut off instead of buffered without bound.
             await eventually(lambda: server.connections == 2)
@@ -305,7 +311,7 @@ async def test_default_limits_admit_a_2_mib_paste_and_a_50_mb_first_sync(server:
         a.doc.get("text", type=Text).insert(0, paste)
         await b.wait_for(lambda: len(text_of(b.doc)) == len(paste), timeout=30)
 
-    offline: Doc = Doc()
+    offline: Doc[Any] = Doc()
     offline.get("text", type=Text).insert(0, "x" * 50_000_000)  # a 50 MB document, never synced
     async with connect(doc_url(server, "huge"), doc=offline, saved_acks=True) as owner:
         await owner.wait_saved(timeout=60)  # its first sync (one ~50 MB step 2) went through
