@@ -43,8 +43,8 @@ def text_is(client: Client, value: str) -> Callable[[], bool]:
     return lambda: text_of(client.doc) == value
 
 
-def text_longer_than(client: Client, length: int) -> Callable[[], bool]:
-    return lambda: len(text_of(client.doc)) > length
+def text_at_least(client: Client, length: int) -> Callable[[], bool]:
+    return lambda: len(text_of(client.doc)) >= length
 
 
 async def raw_synced(url: str) -> tuple[ClientConnection, Doc[Any]]:
@@ -226,7 +226,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(config: C
             for i in range(400):  # 6.4 MB in all, far beyond the slow client's bound
                 text.insert(0, chunk)
                 if i % 50 == 0:
-                    await reader.wait_for(text_longer_than(reader, i * len(chunk)))
+                    await reader.wait_for(text_at_least(reader, (i + 1) * len(chunk)))
             await reader.wait_for(lambda: len(text_of(reader.doc)) == 400 * len(chunk))
             # The slow editor was cut off instead of buffered without bound.
             await eventually(lambda: server.connections == 2)
