@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from collab.config import Config
 from collab.server import Server, serve
@@ -20,6 +21,11 @@ from collab.server import Server, serve
 pytest_plugins = ["tests.store_fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# No wall-clock deadline per example: this machine is shared, and a slow moment is not a
+# failure (Hypothesis's 200 ms default made property tests flaky under load).
+settings.register_profile("collab", deadline=None)
+settings.load_profile("collab")
 
 
 def missing(what: str) -> None:
