@@ -12,6 +12,7 @@ from collab.errors import InvalidSignal
 from collab.wire import signaling
 from collab.wire.signaling import (
     MAX_DEPTH,
+    JSONValue,
     Ping,
     Pong,
     Publish,
@@ -94,7 +95,12 @@ def test_the_shapes_y_webrtc_sends() -> None:
     assert signaling.decode('{"type":"unsubscribe","topics":["a"]}') == Unsubscribe(("a",))
     assert signaling.decode('{"type":"subscribe"}') == Subscribe(())  # as bin/server.js
     assert signaling.decode('{"type":"ping"}') == Ping()
-    offer = {"to": "p2", "from": "p1", "type": "signal", "signal": {"type": "offer", "sdp": "v=0"}}
+    offer: JSONValue = {
+        "to": "p2",
+        "from": "p1",
+        "type": "signal",
+        "signal": {"type": "offer", "sdp": "v=0"},
+    }
     assert signaling.decode(
         json.dumps({"type": "publish", "topic": "notes", "data": offer})
     ) == Publish("notes", offer)
@@ -151,7 +157,7 @@ def test_data_nesting_is_bounded() -> None:
     too_deep = '{"type":"publish","topic":"a","data":' + nested(MAX_DEPTH + 1) + "}"
     with pytest.raises(InvalidSignal, match="deeper than"):
         signaling.decode(too_deep)
-    wide = {"k": [[{"x": [1]}]] * 50}  # wide is fine: only depth counts
+    wide: JSONValue = {"k": [[{"x": [1]}]] * 50}  # wide is fine: only depth counts
     assert signaling.decode(json.dumps({"type": "publish", "topic": "a", "data": wide})) == Publish(
         "a", wide
     )
