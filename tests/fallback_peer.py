@@ -27,7 +27,7 @@ class FallbackPeer:
         self.query = query
         self.key = ""
         self.seq = 0
-        self.doc: Doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         #: Every event id received, in order, over every stream of this session.
         self.ids: list[int] = []
@@ -68,6 +68,11 @@ class FallbackPeer:
                     if event.id is not None:
                         self.ids.append(int(event.id))
                     self.events.put_nowait(event)
+
+    async def ended(self) -> None:
+        """Wait until the server ended the event stream (or the connection went)."""
+        if self._reader is not None:
+            await self._reader
 
     async def cut(self) -> None:
         """Drop the event stream (the connection goes, as when a network cuts it)."""
@@ -136,6 +141,12 @@ class FallbackPeer:
         before = self.doc.get_state()
         self.doc.get("text", type=Text).insert(index, content)
         return await self.post(protocol.encode(Update(self.doc.get_update(before))))
+
+
+def sessions(server: object) -> int:
+    """How many fallback sessions ``server`` (either kind, tests/servers.py) has open."""
+    runtime = getattr(server, "runtime", None) or server.app.runtime  # type: ignore[attr-defined]
+    return int(runtime.fallback.sessions)
 
 
 def awareness_message(client_id: int, clock: int, state: dict[str, Any] | None) -> bytes:

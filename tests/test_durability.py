@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -21,13 +22,13 @@ from tests.serverproc import server_process
 from tests.store_fixtures import refuse_inserts, store_url
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get("text", type=Text))
 
 
 async def stored_text(store: Store, name: str) -> str:
     loaded = await store.load(name)
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     if loaded.snapshot is not None:
         doc.apply_update(loaded.snapshot.state)
     for entry in loaded.entries:
@@ -61,13 +62,14 @@ async def test_saved_means_in_the_database_and_never_when_it_refused(
             assert await stored_text(sql_store, name) == "first second"
 
 
+@pytest.mark.parametrize("server", ["native", "asgi"])
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
-    kind: str, prefix: str, tmp_path: Path
+    kind: str, server: str, prefix: str, tmp_path: Path
 ) -> None:
     db = store_url(kind, tmp_path)
     name = f"{prefix}-crash"
-    async with server_process(db, tmp_path / "server.log") as proc:
+    async with server_process(db, tmp_path / "server.log", server) as proc:
         url = proc.url(name)
         async with (
             connect(url, saved_acks=True, backoff_max=0.3) as a,

@@ -1,4 +1,5 @@
-"""The HTTP fallback transport on the wire: httpx against a real server, a real SQLite file.
+"""The HTTP fallback transport on the wire: httpx against a real server, a real SQLite file,
+on both servers (``collab serve``'s listener and the ASGI app under uvicorn).
 
 Each test drives :class:`tests.fallback_peer.FallbackPeer` by hand (open, listen,
 post, cut, resume) beside stock-protocol WebSocket editors, so what is lost,
@@ -11,7 +12,8 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -22,25 +24,32 @@ from pycrdt import Doc, Text
 from collab.client import connect
 from collab.config import Config
 from collab.errors import SessionExpired
-from collab.server import Server, serve
+from collab.server import serve
 from collab.transports.fallback import EventStream
 from collab.wire import protocol
 from collab.wire.fallback import EventStreamParser, encode_batch
 from collab.wire.protocol import (
     Awareness,
+    Message,
     QueryAwareness,
     SyncStep1,
     SyncStep2,
     Update,
     decode_awareness,
 )
-from tests.conftest import doc_url, eventually
-from tests.fallback_peer import FallbackPeer, awareness_message
+from tests import servers
+from tests.conftest import ServeKind, doc_url, eventually
+from tests.fallback_peer import FallbackPeer, awareness_message, sessions
+from tests.servers import RunningServer
 from tests.test_server import HOSTILE
 
 
 def text_of(client: object) -> str:
     return str(client.doc.get("text", type=Text))  # type: ignore[attr-defined]
+
+
+def length_is(client: object, length: int) -> Callable[[], bool]:
+    return lambda: len(text_of(client)) == length
 
 
 OPS = st.lists(
@@ -102,12 +111,19 @@ def test_an_event_stream_resumed_after_what_it_received_misses_nothing_and_repea
 
 
 @pytest.fixture
-async def http(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(server) as client:
         yield client
 
 
-async def test_full_sync_over_events_and_posts(server: Server, http: httpx.AsyncClient) -> None:
+def client_of(server: RunningServer, read: float | None = 10) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(10, read=read)
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=timeout)
+
+
+async def test_full_sync_over_events_and_posts(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
     async with connect(doc_url(server, "team/notes")) as ws_editor:
         await ws_editor.wait_synced()
         ws_editor.doc.get("text", type=Text).insert(0, "written over WebSocket")
@@ -147,7 +163,9 @@ async def test_full_sync_over_events_and_posts(server: Server, http: httpx.Async
         await peer.cut()
 
 
-async def test_co_editing_with_a_websocket_editor(server: Server, http: httpx.AsyncClient) -> None:
+async def test_co_editing_with_a_websocket_editor(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
     async with connect(doc_url(server, "pair")) as ws_editor:
         await ws_editor.wait_synced()
         peer = FallbackPeer(http, "pair")
@@ -171,7 +189,7 @@ async def test_co_editing_with_a_websocket_editor(server: Server, http: httpx.As
 
 
 async def test_a_stream_cut_between_two_messages_resumes_with_nothing_missing_or_repeated(
-    server: Server, http: httpx.AsyncClient
+    server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     async with connect(doc_url(server, "resume")) as ws_editor:
         await ws_editor.wait_synced()
@@ -208,7 +226,9 @@ async def test_a_stream_cut_between_two_messages_resumes_with_nothing_missing_or
         await peer.cut()
 
 
-async def test_a_retried_post_is_applied_once(server: Server, http: httpx.AsyncClient) -> None:
+async def test_a_retried_post_is_applied_once(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
     async with connect(doc_url(server, "retry")) as ws_editor:
         await ws_editor.wait_synced()
         peer = FallbackPeer(http, "retry")
@@ -225,7 +245,7 @@ async def test_a_retried_post_is_applied_once(server: Server, http: httpx.AsyncC
         again = await peer.post(edit, ask, seq=seq)
         assert again.status_code == 200 and again.json() == {"seq": seq, "duplicate": True}
         # ...and whatever a POST with a number already applied holds is not applied.
-        stray: Doc = Doc()
+        stray: Doc[Any] = Doc()
         stray.get("text", type=Text).insert(0, "stray")
         late = await peer.post(protocol.encode(Update(stray.get_update())), seq=seq)
         assert late.json()["duplicate"] is True
@@ -235,7 +255,7 @@ async def test_a_retried_post_is_applied_once(server: Server, http: httpx.AsyncC
         # The next POST asks who is here: its answer comes after every earlier one.
         assert (await peer.post(protocol.encode(QueryAwareness()), seq=seq + 1)).status_code == 200
 
-        answers = []
+        answers: list[Message] = []
         while not answers or not isinstance(answers[-1], Awareness):
             answers.append(await peer.next_message())
         assert [type(m) for m in answers] == [SyncStep2, Awareness]  # one step 1, one answer
@@ -248,7 +268,7 @@ async def test_a_retried_post_is_applied_once(server: Server, http: httpx.AsyncC
 
 @pytest.mark.parametrize("kind", [*HOSTILE, "broken batch", "empty batch"])
 async def test_a_hostile_message_closes_only_that_session_with_its_code(
-    server: Server, http: httpx.AsyncClient, kind: str, caplog: pytest.LogCaptureFixture
+    server: RunningServer, http: httpx.AsyncClient, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="collab.session")
     async with connect(doc_url(server, "target")) as ws_editor:
@@ -281,9 +301,11 @@ async def test_a_hostile_message_closes_only_that_session_with_its_code(
         await bad.cut()
 
 
-async def test_a_body_over_the_message_limit_is_refused(config: Config) -> None:
-    async with serve(config.replace(max_message_size=64 * 1024)) as server:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+async def test_a_body_over_the_message_limit_is_refused(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with serve_kind(config.replace(max_message_size=64 * 1024)) as server:
+        async with client_of(server) as http:
             peer = FallbackPeer(http, "big")
             await peer.open()
             answer = await peer.post(b"\x00\x02" + b"\x01" * (70 * 1024))
@@ -291,15 +313,16 @@ async def test_a_body_over_the_message_limit_is_refused(config: Config) -> None:
 
 
 async def test_requests_for_a_session_that_is_not_there(
-    server: Server, http: httpx.AsyncClient
+    server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     peer = FallbackPeer(http, "here")
     await peer.open()
-    for method, path, params, headers in [
+    cases: list[tuple[str, str, dict[str, str], dict[str, str]]] = [
         ("GET", "/_http/here", {"session": "nope"}, {}),
         ("POST", "/_http/here", {"session": "nope", "seq": "0"}, {}),
         ("GET", "/_http/elsewhere", {"session": peer.key}, {}),  # the key of another document
-    ]:
+    ]
+    for method, path, params, headers in cases:
         answer = await http.request(method, path, params=params, headers=headers)
         assert answer.status_code == 404, (method, path)
         assert "no such session" in answer.json()["error"]
@@ -317,11 +340,13 @@ async def test_requests_for_a_session_that_is_not_there(
     assert (await http.post("/_http/here", params={"session": peer.key})).status_code == 404
 
 
-async def test_an_idle_session_expires_and_an_open_stream_keeps_it(config: Config) -> None:
+async def test_an_idle_session_expires_and_an_open_stream_keeps_it(
+    config: Config, serve_kind: ServeKind
+) -> None:
     quick = config.replace(fallback_session_idle_seconds=0.3, fallback_keepalive_seconds=0.05)
-    async with serve(quick) as server:
+    async with serve_kind(quick) as server:
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+            client_of(server) as http,
             connect(doc_url(server, "idle")) as watcher,
         ):
             await watcher.wait_synced()
@@ -338,15 +363,15 @@ async def test_an_idle_session_expires_and_an_open_stream_keeps_it(config: Confi
             # Without a stream or a request it ends, as a dropped connection: presence goes.
             await watcher.wait_for(lambda: peer.doc.client_id not in watcher.peers)
             assert (await peer.insert(0, "late")).status_code == 404
-            assert server.runtime.fallback.sessions == 0
+            assert sessions(server) == 0
 
 
 async def test_resuming_past_the_replay_buffer_is_refused_and_a_new_session_resyncs(
-    config: Config,
+    config: Config, serve_kind: ServeKind
 ) -> None:
-    async with serve(config.replace(outbox_max_bytes=64 * 1024)) as server:
+    async with serve_kind(config.replace(outbox_max_bytes=64 * 1024)) as server:
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+            client_of(server) as http,
             connect(doc_url(server, "gap")) as ws_editor,
         ):
             await ws_editor.wait_synced()
@@ -372,12 +397,14 @@ async def test_resuming_past_the_replay_buffer_is_refused_and_a_new_session_resy
             await fresh.cut()
 
 
-async def test_a_slow_event_stream_reader_is_dropped_and_slows_nobody(config: Config) -> None:
+async def test_a_slow_event_stream_reader_is_dropped_and_slows_nobody(
+    config: Config, serve_kind: ServeKind
+) -> None:
     # Well above what one loop turn can queue for a stream (one read of frames, 256 KiB).
     limit = 1024 * 1024
-    async with serve(config.replace(outbox_max_bytes=limit)) as server:
+    async with serve_kind(config.replace(outbox_max_bytes=limit)) as server:
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+            client_of(server) as http,
             connect(doc_url(server, "firehose")) as writer,
             connect(doc_url(server, "firehose")) as reader,
         ):
@@ -406,21 +433,35 @@ async def test_a_slow_event_stream_reader_is_dropped_and_slows_nobody(config: Co
             for i in range(count):
                 text.insert(0, chunk)
                 if i % 25 == 24:  # bursts of 400 KiB, each read by those who keep up
-                    await reader.wait_for(lambda i=i: len(text_of(reader)) == (i + 1) * len(chunk))
+                    await reader.wait_for(length_is(reader, (i + 1) * len(chunk)))
                     await live.wait_text(str(text), timeout=30)
             for slow in (away, stuck):
                 answer = await slow.insert(0, "?")
                 assert answer.status_code == 410 and answer.json()["code"] == 1013
-            assert server.runtime.fallback.sessions == 1
+            assert sessions(server) == 1
             sock.close()
             await live.cut()
 
 
 async def test_shutdown_ends_event_streams_with_1001(config: Config) -> None:
     async with serve(config) as server:
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}")
+        http = client_of(server)
         peer = FallbackPeer(http, "bye")
         await peer.sync()
     assert await peer.closed() == (1001, "server shutting down")
     await peer.cut()
+    await http.aclose()
+
+
+async def test_an_open_event_stream_does_not_hold_up_an_asgi_server_shutdown(
+    config: Config,
+) -> None:
+    # uvicorn waits for open responses before the ASGI lifespan shutdown, so an event
+    # stream is cut after its graceful timeout (docs/asgi.md); the session then ends.
+    async with asyncio.timeout(30):
+        async with servers.serve_asgi(config.replace(close_timeout=0.5)) as server:
+            http = client_of(server, read=None)  # a reader that never gives up
+            peer = FallbackPeer(http, "bye")
+            await peer.sync()
+        await peer.ended()
     await http.aclose()

@@ -25,6 +25,7 @@ import { WebsocketProvider } from 'y-websocket'
 import { Awareness } from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
 import { HttpProvider } from './httpprovider.js'
+import { docPath } from './api.js'
 
 /** The http(s) URL of the server a ws(s) URL names. */
 export const httpUrl = (serverUrl) => serverUrl.replace(/^ws(s?):/i, 'http$1:')
@@ -58,10 +59,11 @@ export class Connection extends ObservableV2 {
     this.websocketRetryMax = websocketRetryMax
     this.awareness = new Awareness(doc)
     // BroadcastChannel sync between tabs is off: the server is the one source of truth.
-    this.websocket = new WebsocketProvider(serverUrl, docName, doc, {
+    // Both providers append the room to the URL as it is: give them the encoded path.
+    this.websocket = new WebsocketProvider(serverUrl, docPath(docName), doc, {
       awareness: this.awareness, params, disableBc: true, connect: false
     })
-    this.http = new HttpProvider(httpUrl(serverUrl), docName, doc, {
+    this.http = new HttpProvider(httpUrl(serverUrl), docPath(docName), doc, {
       awareness: this.awareness, params, connect: false
     })
     /** @type {'websocket'|'http'} the transport in use */

@@ -51,13 +51,10 @@ async function jsonOf (response) {
   try { return await response.json() } catch { return {} }
 }
 
-/** `a/b:c` as a URL path, each segment escaped (names may hold `/`). */
-export const encodePath = (name) => name.split('/').map(encodeURIComponent).join('/')
-
 export class HttpProvider extends ObservableV2 {
   /**
    * @param {string} serverUrl `http(s)://host[:port][/prefix]`: the server the WebSocket would use
-   * @param {string} roomname the document's name
+   * @param {string} roomname the document's path, appended to the URL as it is (as y-websocket does)
    * @param {import('yjs').Doc} doc
    * @param {object} [opts]
    * @param {boolean} [opts.connect] connect now (default true)
@@ -106,7 +103,7 @@ export class HttpProvider extends ObservableV2 {
 
   /** The fallback's URL of this document. */
   get url () {
-    return `${this.serverUrl}/_http/${encodePath(this.roomname)}`
+    return `${this.serverUrl}/_http/${this.roomname}`
   }
 
   get synced () { return this._synced }

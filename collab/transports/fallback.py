@@ -33,12 +33,12 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from collab.config import Config
-from collab.core.gate import Gate, Receiver
-from collab.errors import CloseCode, CollabError, InvalidRequest, SessionExpired
+from collab.core.gate import DocumentEntry, Gate, Receiver
+from collab.errors import CloseCode, CollabError, InvalidRequest, NotFound, SessionExpired
 from collab.http.messages import HttpRequest, HttpResponse, json_response
 from collab.http.router import Route
 from collab.wire.fallback import KEEPALIVE, close_event, decode_batch, message_event
@@ -131,7 +131,7 @@ class EventStream:
             self._wake.set()
         return True
 
-    def attach(self, last_event_id: int) -> AsyncIterator[bytes]:
+    def attach(self, last_event_id: int) -> AsyncGenerator[bytes, None]:
         """A new event stream that starts after event ``last_event_id`` (0: from the start).
 
         The previous stream, if any, ends. What the client confirms by
@@ -166,7 +166,7 @@ class EventStream:
         self.streaming = True
         return self._run(self._stream, self._wake)
 
-    async def _run(self, generation: int, wake: asyncio.Event) -> AsyncIterator[bytes]:
+    async def _run(self, generation: int, wake: asyncio.Event) -> AsyncGenerator[bytes, None]:
         try:
             while generation == self._stream:
                 if self.closed is not None:
@@ -286,6 +286,8 @@ class Fallback:
         if request.body:
             raise InvalidRequest("opening a session takes no body; POST messages with ?session=")
         entry = self.gate.admit(request.path[len(PREFIX) :], request.query_string, request.headers)
+        if not isinstance(entry, DocumentEntry):  # /signal: y-webrtc speaks WebSocket only
+            raise NotFound("only documents have an HTTP fallback")
         key = secrets.token_urlsafe(18)
         record: _HttpSession | None = None
 

@@ -88,8 +88,13 @@ class Listener:
             connection.shutdown()
         if self._connections:
             self._drained.clear()
-            async with asyncio.timeout(self.config.close_timeout + 1):
-                await self._drained.wait()
+            try:
+                async with asyncio.timeout(self.config.close_timeout + 1):
+                    await self._drained.wait()
+            except TimeoutError:
+                # Peers that never finished the closing handshake: cut them.
+                for connection in list(self._connections):
+                    connection.abort()
         await self._server.wait_closed()
 
     def _forget(self, connection: _Connection) -> None:
@@ -165,19 +170,20 @@ class _Connection(asyncio.Protocol):
         """Server shutdown: WebSockets get 1001; idle HTTP connections are closed."""
         if self.websocket is not None:
             self.websocket.close(1001, "server shutting down")
-        elif not self._busy and self._transport is not None:
-            self._transport.close()
-        elif self._streaming and self._transport is not None:
-            # An event stream ends when its source says so (the fallback closes its
-            # sessions first); one whose reader is stuck is cut after close_timeout.
-            asyncio.get_running_loop().call_later(self.config.close_timeout, self._abort)
+        elif self._streaming and self._task is not None:
+            # An event stream ends when its source says so (the HTTP fallback closes its
+            # sessions with 1001 before the listener); one that does not, or whose reader
+            # is stuck, is cut after close_timeout.
+            asyncio.get_running_loop().call_later(self.config.close_timeout, self._cut_stream)
+        elif not self._busy:
+            self._close()
 
     # -- HTTP -----------------------------------------------------------------------------------
 
     async def _serve_http(self) -> None:
         try:
             while True:
-                event = await self._next_event(idle=True)
+                event = await self._next_event()
                 if isinstance(event, h11.Request):
                     self._busy = True
                     if _wants_upgrade(event):
@@ -201,12 +207,15 @@ class _Connection(asyncio.Protocol):
             self._close()
         except Exception:
             log.exception("HTTP connection failed")
-            self._abort()
+            self.abort()
 
-    async def _next_event(self, idle: bool = False) -> Any:
-        """The next h11 event, waiting for data as needed (``idle``: a keep-alive wait)."""
-        timeout = self.config.http_keepalive_timeout if idle else self.config.close_timeout * 6
-        async with asyncio.timeout(timeout):
+    async def _next_event(self) -> Any:
+        """The next h11 event, waiting for data as needed.
+
+        A client that sends nothing for ``http_keepalive_timeout`` (between requests,
+        ``idle``, or in the middle of one) is disconnected.
+        """
+        async with asyncio.timeout(self.config.http_keepalive_timeout):
             while True:
                 event = self._h11.next_event()
                 if event is not h11.NEED_DATA:
@@ -344,7 +353,7 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         pending, _ = self._h11.trailing_data
-        protocol = ServerProtocol(state=State.OPEN, max_size=self.config.max_message_size)
+        protocol = ServerProtocol(state=State.OPEN, max_size=entry.max_message_size)
         websocket = WebSocket(self._transport, protocol, self.config)
         # From here on the socket speaks WebSocket: data_received goes to it, even
         # while the document loads (the protocol buffers what arrives meanwhile).
@@ -370,7 +379,14 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _abort(self) -> None:
+    def _cut_stream(self) -> None:
+        """Shutdown, close_timeout later: a stream still open is ended here."""
+        if self._streaming and self._task is not None:
+            self._task.cancel()  # closes the stream's iterator; the client reconnects elsewhere
+            self._close()
+
+    def abort(self) -> None:
+        """Cut the TCP connection now."""
         if self._transport is not None:
             self._transport.abort()
 
