@@ -335,6 +335,8 @@ async def test_requests_for_a_session_that_is_not_there(
         assert answer.status_code == 400, (params, headers)
     assert (await http.post("/_http/here", params={"session": peer.key})).status_code == 400
     assert (await http.post("/_http/bad%09name")).status_code == 400  # the gate's name rule
+    signal = await http.post("/_http/signal")  # the gate's signaling endpoint: WebSocket only
+    assert signal.status_code == 404 and "only documents" in signal.json()["error"]
     assert (await http.put("/_http/here")).status_code == 405
     assert (await http.delete("/_http/here", params={"session": peer.key})).status_code == 204
     assert (await http.post("/_http/here", params={"session": peer.key})).status_code == 404
