@@ -431,7 +431,7 @@ async def test_a_slow_event_stream_reader_is_dropped_and_slows_nobody(
 
             text = writer.doc.get("text", type=Text)
             chunk = "x" * 16 * 1024
-            count = 800  # 13 MB in all, far beyond what kernel buffers and the bound hold
+            count = 480  # 7.9 MB in all (10.5 MB of base64), beyond kernel buffers and the bound
             for i in range(count):
                 text.insert(0, chunk)
                 if i % 25 == 24:  # bursts of 400 KiB, each read by those who keep up
