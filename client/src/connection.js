@@ -146,7 +146,11 @@ export class Connection extends ObservableV2 {
     this._probing = true
     const answered = await this.http.probe()
     this._probing = false
-    if (this.transport !== 'websocket' || this._attempt?.heard) return
+    if (this.transport !== 'websocket') return
+    if (this._attempt?.heard) {
+      this.http.disconnect() // the WebSocket came through after all: drop the probe's session
+      return
+    }
     if (!answered) { // offline: both ways are down; try again, less and less often
       this._nextProbe = Date.now() + this._probeDelay
       this._probeDelay = Math.min(this._probeDelay * 2, PROBE_BACKOFF_MAX)
