@@ -10,6 +10,7 @@ conditions in the page, never on time.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -36,7 +37,7 @@ async def session_id(page: Page) -> str | None:
 
 
 async def test_a_page_whose_websockets_are_refused_falls_back_to_http_and_co_edits(
-    collab_server: Server, editors: Editors
+    collab_server: Server, editors: Editors, screenshot_dir: Path
 ) -> None:
     async with tcp_proxy(collab_server.port, refuse_upgrades=True) as proxy:
         behind = await editors.open(f"http://127.0.0.1:{proxy.port}", "memo", name="Behind")
@@ -59,6 +60,7 @@ async def test_a_page_whose_websockets_are_refused_falls_back_to_http_and_co_edi
         await direct.page.keyboard.press("ControlOrMeta+End")
         await direct.page.keyboard.type("Over WebSocket.")
         await behind.wait_value("Over HTTP. Over WebSocket.")
+        await behind.page.screenshot(path=screenshot_dir / "editor-http-fallback.png")
 
         # The event stream is cut (an RST, the proxy keeps listening): the page resumes the
         # same session with Last-Event-ID while both keep typing.
