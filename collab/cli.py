@@ -1,9 +1,11 @@
 """The ``collab`` command: run the server, and read, export, import or delete history.
 
-Every subcommand but ``serve`` opens the store named by ``--db`` (default: the
-``db_url`` of :class:`~collab.config.Config`, i.e. ``COLLAB_DB_URL`` or
-``sqlite:///collab.db``), does one thing and closes it. Errors print one line on
-stderr and exit with 1 (2 for usage errors, from argparse); never a traceback.
+Every subcommand but ``serve`` and ``migrate`` opens the store named by ``--db``
+(default: the ``db_url`` of :class:`~collab.config.Config`, i.e. ``COLLAB_DB_URL``
+or ``sqlite:///collab.db``), does one thing and closes it; ``migrate`` upgrades
+that store's schema (or, with ``--check``, exits with :data:`EXIT_BEHIND` if it is
+behind). Errors print one line on stderr and exit with 1 (2 for usage errors, from
+argparse); never a traceback.
 Texts and exports are written to stdout byte for byte: ``collab export DOC
 --format txt`` prints exactly the document's text, without an added newline.
 """
@@ -26,8 +28,12 @@ from collab.history import versions as history
 from collab.history.export import FORMATS, export, import_archive
 from collab.names import valid_name
 from collab.store import DocumentInfo, Store, store_from_url
+from collab.store.sql import SqlStore
 
 __all__ = ["main", "parser"]
+
+#: ``collab migrate --check``: the store's schema is older than the code (1 is an error).
+EXIT_BEHIND = 3
 
 _AT_HELP = "a version id (see `collab history DOC`) or an ISO-8601 time, e.g. 2024-05-01T12:00Z"
 
@@ -136,6 +142,20 @@ def parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("doc", metavar="DOC", help="document name")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    migrate = add(
+        "migrate",
+        "upgrade the store's schema",
+        "Upgrade the store's tables to the schema this collab needs (Alembic revisions, "
+        "applied in place, in one transaction) and print what was applied. A store written "
+        "by a newer collab is refused. `collab serve` does the same at start unless "
+        "COLLAB_AUTO_MIGRATE=false.",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help=f"change nothing; exit with {EXIT_BEHIND} if the store needs an upgrade, 0 if not",
+    )
     return top
 
 
@@ -233,8 +253,29 @@ def _info(info: DocumentInfo) -> dict[str, Any]:
     }
 
 
-async def _run(args: argparse.Namespace, config: Config) -> None:
+async def _migrate(args: argparse.Namespace, config: Config) -> None:
     store = store_from_url(config.db_url)
+    if not isinstance(store, SqlStore):
+        raise _Failure(f"{config.db_url} keeps nothing on disk: there is no schema to migrate")
+    state = await store.migrate(apply=not args.check)
+    if state.up_to_date:
+        print(f"the store is at revision {state.head}, the newest: nothing to do")
+    elif args.check:
+        print(f"the store is behind: at {state.where()}, this collab needs revision {state.head}")
+        for change in state.changes():
+            print(f"to do: {change}")
+        raise SystemExit(EXIT_BEHIND)
+    else:
+        for change in state.changes(done=True):
+            print(change)
+        print(f"the store is now at revision {state.head} (was: {state.where()})")
+
+
+async def _run(args: argparse.Namespace, config: Config) -> None:
+    if args.command == "migrate":
+        await _migrate(args, config)
+        return
+    store = store_from_url(config.db_url, auto_migrate=config.auto_migrate)
     await store.open()
     try:
         await _command(args, config, store)
@@ -252,8 +293,10 @@ def _configure_logging(level: str) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if level != "debug":
-        # websockets logs every connection opening and closing at INFO; collab logs what matters.
+        # websockets logs every connection opening and closing at INFO, and Alembic its
+        # settings at every start; collab logs what matters (collab.store: what was migrated).
         logging.getLogger("websockets").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

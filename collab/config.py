@@ -61,6 +61,9 @@ class Config:
 
     # Store
     db_url: str = "sqlite:///collab.db"
+    #: A store whose schema is older than the code is upgraded at start (``True``), or
+    #: refused with a message to run ``collab migrate`` (``False``). Never rebuilt.
+    auto_migrate: bool = True
     #: Group commit: wait at most this long to gather more updates into one transaction.
     commit_interval: float = 0.05
     commit_max_updates: int = 2000
