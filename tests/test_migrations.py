@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -372,6 +373,24 @@ async def test_a_schema_version_no_collab_wrote_is_refused(v1: Database) -> None
     with pytest.raises(StoreError, match="schema_version 7, which no collab wrote"):
         await SqlStore(v1.url).open()
     assert await v1.contents() == before
+
+
+async def test_checking_or_refusing_leaves_a_sqlite_file_in_its_journal_mode(
+    tmp_path: Path,
+) -> None:
+    """WAL is set once a store is accepted, not by ``--check`` or a refusal."""
+    path = tmp_path / "rollback.db"
+    shutil.copyfile(FIXTURES / "store-v1.db", path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    before = path.read_bytes()
+    assert collab("migrate", "--check", "--db", f"sqlite:///{path}").returncode == EXIT_BEHIND
+    with pytest.raises(StoreError, match="run `collab migrate`"):
+        await SqlStore(f"sqlite:///{path}", auto_migrate=False).open()
+    assert path.read_bytes() == before
+    assert collab("migrate", "--db", f"sqlite:///{path}").returncode == 0
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_collab_migrate_failures_are_one_line(tmp_path: Path) -> None:

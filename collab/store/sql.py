@@ -26,6 +26,7 @@ Every SQLAlchemy, driver or OS error leaves this module as
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import sqlite3
@@ -230,8 +231,8 @@ def _describe(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-#: Set on every connection but the schema check's (which must not change a database it
-#: refuses; the store's own connections switch it to WAL right after).
+#: Set on every connection. The schema check's leaves out journal_mode=WAL until it has
+#: accepted the database: a database it refuses, or only inspects, is not changed.
 _SQLITE_PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=10000")
 
 
@@ -243,15 +244,18 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool = True
     cursor.close()
 
 
-def _sqlite_schema_transaction(url: sa.URL, fn: Callable[[sa.Connection], T]) -> T:
+def _sqlite_schema_transaction(
+    url: sa.URL, fn: Callable[[sa.Connection], T], *, wal: bool = True
+) -> T:
     """Run ``fn`` in one SQLite transaction that holds the write lock from its first statement.
 
     The stdlib driver neither begins a transaction before DDL nor keeps DDL inside
     one, so it is told to leave transactions alone and SQLAlchemy issues ``BEGIN
     IMMEDIATE``: a failed migration then rolls back whole, and a second process
     waits (``busy_timeout``) until the first has committed, then finds the schema at
-    head. Only once ``fn`` returned is the file switched to WAL, so a database that
-    ``fn`` refuses is left byte for byte as it was. Blocking: call it in a thread.
+    head. Only once ``fn`` returned is the file switched to WAL (unless not ``wal``),
+    so a database that ``fn`` refuses is left byte for byte as it was. Blocking: call
+    it in a thread.
     """
     engine = sa.create_engine(url.set(drivername="sqlite"), poolclass=sa.pool.NullPool)
 
@@ -267,12 +271,14 @@ def _sqlite_schema_transaction(url: sa.URL, fn: Callable[[sa.Connection], T]) ->
     try:
         with engine.begin() as conn:
             result = fn(conn)
-        # Accepted: now the store's journal mode, which the file keeps (not inside a transaction).
-        raw = engine.raw_connection()
-        try:
-            raw.cursor().execute("PRAGMA journal_mode=WAL")
-        finally:
-            raw.close()
+        if wal:
+            # Accepted: now the store's journal mode, which the file keeps (and which cannot
+            # change inside a transaction).
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
         return result
     finally:
         engine.dispose()
@@ -386,13 +392,20 @@ class SqlStore:
                 schema.upgrade(conn, state)
             return state
 
-        return await self._schema_transaction("migrate", run)
+        return await self._schema_transaction("migrate", run, wal=apply)
 
-    async def _schema_transaction(self, action: str, fn: Callable[[sa.Connection], T]) -> T:
-        """Run ``fn`` on a sync connection in one transaction holding the schema lock."""
+    async def _schema_transaction(
+        self, action: str, fn: Callable[[sa.Connection], T], *, wal: bool = True
+    ) -> T:
+        """Run ``fn`` on a sync connection in one transaction holding the schema lock.
+
+        SQLite: see :func:`_sqlite_schema_transaction` (``wal``: switch to WAL after).
+        """
         async with self._errors(action):
             if self.dialect == "sqlite":
-                return await asyncio.to_thread(_sqlite_schema_transaction, self.url, fn)
+                return await asyncio.to_thread(
+                    functools.partial(_sqlite_schema_transaction, self.url, fn, wal=wal)
+                )
             engine = self._engine or create_async_engine(self.url, poolclass=sa.pool.NullPool)
             try:
                 async with engine.begin() as conn:
