@@ -8,6 +8,8 @@ CI (``CI=true``), where a missing service is a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from collab.config import Config
-from collab.server import Server, serve
+from tests import servers
+from tests.servers import RunningServer
 
 pytest_plugins = ["tests.store_fixtures"]
 
@@ -40,9 +43,19 @@ def config(tmp_path: Path) -> Config:
     )
 
 
+ServeKind = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningServer]]
+
+
+@pytest.fixture(params=servers.KINDS)
+def serve_kind(request: pytest.FixtureRequest) -> ServeKind:
+    """Starts a server of each kind in turn: ``collab serve``'s and the ASGI app under uvicorn."""
+    kind: str = request.param
+    return functools.partial(servers.serve, kind)
+
+
 @pytest.fixture
-async def server(config: Config) -> AsyncIterator[Server]:
-    async with serve(config) as running:
+async def server(config: Config, serve_kind: ServeKind) -> AsyncIterator[RunningServer]:
+    async with serve_kind(config) as running:
         yield running
 
 
@@ -56,5 +69,5 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
             await asyncio.sleep(0.01)
 
 
-def doc_url(server: Server, name: str) -> str:
+def doc_url(server: RunningServer, name: str) -> str:
     return f"ws://127.0.0.1:{server.port}/{name}"

@@ -1,4 +1,8 @@
-"""collab as a real process (``python -m collab serve``), for crash and signal tests."""
+"""collab as a real process, for crash and signal tests.
+
+``native`` runs ``python -m collab serve``; ``asgi`` runs the ASGI app under
+uvicorn (``uvicorn --factory collab.asgi:from_env``), configured by ``COLLAB_*``.
+"""
 
 from __future__ import annotations
 
@@ -22,32 +26,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
+    def __init__(self, db_url: str, port: int, log: Path, kind: str = "native") -> None:
+        self.kind = kind
         self.db_url = db_url
         self.port = port
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), COLLAB_DB_URL=self.db_url)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "collab",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--db",
-                    self.db_url,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                self.command(), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         async with asyncio.timeout(20):
             while True:
@@ -60,6 +50,15 @@ class ServerProcess:
                     continue
                 writer.close()
                 return
+
+    def command(self) -> list[str]:
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if self.kind == "native":
+            return [sys.executable, "-m", "collab", "serve", *address, "--db", self.db_url]
+        return [
+            *(sys.executable, "-m", "uvicorn", "--factory", "collab.asgi:from_env", *address),
+            *("--http", "httptools", "--ws", "websockets-sansio", "--log-level", "warning"),
+        ]
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye."""
@@ -77,8 +76,10 @@ class ServerProcess:
 
 
 @contextlib.asynccontextmanager
-async def server_process(db_url: str, log: Path) -> AsyncIterator[ServerProcess]:
-    server = ServerProcess(db_url, free_port(), log)
+async def server_process(
+    db_url: str, log: Path, kind: str = "native"
+) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(db_url, free_port(), log, kind)
     await server.start()
     try:
         yield server

@@ -6,8 +6,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.client import Client, connect
-from collab.server import Server
 from tests.conftest import doc_url
+from tests.servers import RunningServer as Server
 from tests.tcp_proxy import tcp_proxy
 
 

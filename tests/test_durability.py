@@ -61,13 +61,14 @@ async def test_saved_means_in_the_database_and_never_when_it_refused(
             assert await stored_text(sql_store, name) == "first second"
 
 
+@pytest.mark.parametrize("server", ["native", "asgi"])
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
-    kind: str, prefix: str, tmp_path: Path
+    kind: str, server: str, prefix: str, tmp_path: Path
 ) -> None:
     db = store_url(kind, tmp_path)
     name = f"{prefix}-crash"
-    async with server_process(db, tmp_path / "server.log") as proc:
+    async with server_process(db, tmp_path / "server.log", server) as proc:
         url = proc.url(name)
         async with (
             connect(url, saved_acks=True, backoff_max=0.3) as a,

@@ -155,7 +155,7 @@ class Session:
         """
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
-            if code is not None and code not in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
+            if code is not None and code not in _UNREMARKABLE:
                 log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
         room, self._room = self._room, None
         if room is not None:
@@ -191,6 +191,10 @@ class Session:
     def _close(self, code: int, reason: str) -> None:
         self._closed = code
         self._transport.close(code, close_reason(reason))
+
+
+#: Ends not worth a warning: a normal close, a departure, a connection that just went.
+_UNREMARKABLE = frozenset({1000, 1001, 1005, 1006})
 
 
 def close_reason(reason: str) -> str:

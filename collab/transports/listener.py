@@ -85,8 +85,13 @@ class Listener:
             connection.shutdown()
         if self._connections:
             self._drained.clear()
-            async with asyncio.timeout(self.config.close_timeout + 1):
-                await self._drained.wait()
+            try:
+                async with asyncio.timeout(self.config.close_timeout + 1):
+                    await self._drained.wait()
+            except TimeoutError:
+                # Peers that never finished the closing handshake: cut them.
+                for connection in list(self._connections):
+                    connection.abort()
         await self._server.wait_closed()
 
     def _forget(self, connection: _Connection) -> None:
@@ -162,15 +167,18 @@ class _Connection(asyncio.Protocol):
         """Server shutdown: WebSockets get 1001; idle HTTP connections are closed."""
         if self.websocket is not None:
             self.websocket.close(1001, "server shutting down")
-        elif not self._busy and self._transport is not None:
-            self._transport.close()
+        elif self._streaming and self._task is not None:
+            self._task.cancel()  # ends the event stream; the client reconnects elsewhere
+            self._close()
+        elif not self._busy:
+            self._close()
 
     # -- HTTP -----------------------------------------------------------------------------------
 
     async def _serve_http(self) -> None:
         try:
             while True:
-                event = await self._next_event(idle=True)
+                event = await self._next_event()
                 if isinstance(event, h11.Request):
                     self._busy = True
                     if _wants_upgrade(event):
@@ -194,12 +202,15 @@ class _Connection(asyncio.Protocol):
             self._close()
         except Exception:
             log.exception("HTTP connection failed")
-            self._abort()
+            self.abort()
 
-    async def _next_event(self, idle: bool = False) -> Any:
-        """The next h11 event, waiting for data as needed (``idle``: a keep-alive wait)."""
-        timeout = self.config.http_keepalive_timeout if idle else self.config.close_timeout * 6
-        async with asyncio.timeout(timeout):
+    async def _next_event(self) -> Any:
+        """The next h11 event, waiting for data as needed.
+
+        A client that sends nothing for ``http_keepalive_timeout`` (between requests,
+        ``idle``, or in the middle of one) is disconnected.
+        """
+        async with asyncio.timeout(self.config.http_keepalive_timeout):
             while True:
                 event = self._h11.next_event()
                 if event is not h11.NEED_DATA:
@@ -363,7 +374,8 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Cut the TCP connection now."""
         if self._transport is not None:
             self._transport.abort()
 

@@ -39,7 +39,8 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from launch import LABELS, SERVERS, RssSampler, ServerProcess, start_server
+import launch
+from launch import ALL_SERVERS, LABELS, SERVERS, RssSampler, ServerProcess, start_server
 from load import PhaseResult, idle_connections, run_phase
 
 T = TypeVar("T")
@@ -164,8 +165,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _ratio(results: dict[str, float | None]) -> str:
-    a, b = results.get("collab"), results.get("pycrdt")
+def _ratio(results: dict[str, float | None], kind: str = "collab") -> str:
+    a, b = results.get(kind), results.get("pycrdt")
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return "-"
     return f"{a / b:.2f}"
@@ -207,14 +208,14 @@ def render(
     title: str, rows: list[tuple[str, dict[str, float | None], int]], kinds: list[str]
 ) -> str:
     header = ["", *(LABELS[k] for k in kinds)]
-    if len(kinds) == 2:
-        header.append("collab / pycrdt")
+    # One ratio column per collab variant, each against pycrdt-websocket of the same run.
+    compared = [k for k in kinds if k != "pycrdt"] if "pycrdt" in kinds else []
+    header += [f"{LABELS[k]} / pycrdt" for k in compared]
     lines = [title, ""]
     body = []
     for name, values, digits in rows:
         row = [name, *(_fmt(values.get(k), digits) for k in kinds)]
-        if len(kinds) == 2:
-            row.append(_ratio(values))
+        row += [_ratio(values, k) for k in compared]
         body.append(row)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
@@ -270,7 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 5 s, fewer editors and idle connections"
     )
-    parser.add_argument("--only", choices=SERVERS, help="run one server only")
+    parser.add_argument("--only", choices=ALL_SERVERS, help="run one server only")
+    parser.add_argument(
+        "--servers",
+        help=f"comma-separated servers to run, in order (default {','.join(SERVERS)}; "
+        f"known: {','.join(ALL_SERVERS)})",
+    )
+    parser.add_argument(
+        "--baseline-repo",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of collab that the collab-base server runs from (e.g. a git worktree "
+        "of the commit before a change)",
+    )
     parser.add_argument(
         "--pycrdt-store",
         choices=("none", "sqlite"),
@@ -305,7 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(**{**plan.__dict__, "duration": args.duration})
     if args.idle_connections is not None:
         plan = Plan(**{**plan.__dict__, "idle_connections": args.idle_connections})
-    kinds = [args.only] if args.only else list(SERVERS)
+    launch.BASELINE_REPO = args.baseline_repo
+    if args.only:
+        kinds = [args.only]
+    elif args.servers:
+        kinds = args.servers.split(",")
+        unknown = set(kinds) - set(ALL_SERVERS)
+        if unknown:
+            parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    else:
+        kinds = list(SERVERS)
     raise_fd_limit()
 
     a: dict[str, PhaseResult] = {}
@@ -319,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"phase {name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
                 workdir = Path(tmp) / f"{kind}-{name}"
                 profile = None
-                if args.profile is not None and kind == "collab":
+                if args.profile is not None and kind.startswith("collab"):
                     args.profile.mkdir(parents=True, exist_ok=True)
                     profile = args.profile / f"collab-{name}.txt"
                 body = partial(load_phase, plan=plan, shape=shape, seed=args.seed)

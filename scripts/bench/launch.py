@@ -22,9 +22,20 @@ import psutil  # type: ignore[import-untyped]
 REPO = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().with_name("pycrdt_server.py")
 
-#: The two servers compared, by the name used on the command line.
+#: The servers compared, by the name used on the command line. ``collab-asgi`` is
+#: collab's ASGI app under uvicorn (httptools, websockets-sansio, uvloop);
+#: ``collab-base`` is ``collab serve`` from another checkout (``--baseline-repo``),
+#: to compare a change with what it replaces in one sitting.
 SERVERS = ("pycrdt", "collab")
-LABELS = {"pycrdt": "pycrdt-websocket", "collab": "collab"}
+ALL_SERVERS = ("pycrdt", "collab", "collab-asgi", "collab-base")
+LABELS = {
+    "pycrdt": "pycrdt-websocket",
+    "collab": "collab",
+    "collab-asgi": "collab ASGI",
+    "collab-base": "collab baseline",
+}
+#: The checkout ``collab-base`` runs from (set by fanout.py's --baseline-repo).
+BASELINE_REPO: Path | None = None
 
 
 def free_port() -> int:
@@ -42,8 +53,20 @@ def server_command(
 
     collab stores into ``collab_db`` (a store URL), by default a fresh SQLite file.
     """
+    db_url = collab_db or f"sqlite:///{workdir / 'bench.db'}"
+    if kind == "collab-asgi":
+        return [
+            *(sys.executable, "-m", "uvicorn", "--factory", "collab.asgi:from_env"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            *("--http", "httptools", "--ws", "websockets-sansio", "--loop", "uvloop"),
+            *("--ws-max-size", str(128 * 1024 * 1024), "--ws-per-message-deflate", "false"),
+        ]
+    if kind == "collab-base":
+        return [
+            *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", db_url),
+        ]
     if kind == "collab":
-        db_url = collab_db or f"sqlite:///{workdir / 'bench.db'}"
         if (REPO / "collab" / "__main__.py").exists():
             return [
                 *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
@@ -124,11 +147,18 @@ def start_server(
     port = free_port()
     log_path = workdir / f"{kind}-{port}.log"
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    repo = REPO
+    if kind == "collab-base":
+        if BASELINE_REPO is None:
+            raise ValueError("collab-base needs --baseline-repo")
+        repo = BASELINE_REPO
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    if kind == "collab-asgi":
+        env["COLLAB_DB_URL"] = collab_db or f"sqlite:///{workdir / 'bench.db'}"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
             server_command(kind, port, workdir, pycrdt_store, collab_db),
-            cwd=REPO,
+            cwd=repo,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

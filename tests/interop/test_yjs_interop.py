@@ -18,7 +18,8 @@ from pycrdt import Doc, Text
 
 from collab.client import Client, connect
 from collab.config import Config
-from collab.server import Server, serve
+from tests.conftest import ServeKind
+from tests.servers import RunningServer as Server
 
 from .node_peer import NodePeer, require_node_deps
 
@@ -26,10 +27,11 @@ pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
-async def collab_server(tmp_path: Path) -> AsyncIterator[Server]:
+async def collab_server(tmp_path: Path, serve_kind: ServeKind) -> AsyncIterator[Server]:
+    """collab serve's server, then the ASGI app under uvicorn: stock clients see no difference."""
     require_node_deps()  # skip (or fail in CI) before starting anything
     config = Config(port=0, db_url=f"sqlite:///{tmp_path / 'collab.db'}", ping_interval=None)
-    async with serve(config) as server:
+    async with serve_kind(config) as server:
         yield server
 
 
@@ -67,6 +69,29 @@ async def test_edits_cross_both_ways(collab_server: Server) -> None:
         await node.insert(len("hello from node"), "!")
         await node.wait_text("hello from node!")
         await wait_text(py, "hello from node!")
+
+
+async def test_a_stock_client_edits_a_name_with_a_slash_and_only_that_one(
+    collab_server: Server,
+) -> None:
+    url = base_url(collab_server)
+    async with (
+        NodePeer(url, "team-a/notes") as node,
+        connect(f"{url}/team-a/notes") as same,
+        connect(f"{url}/team-b/notes", saved_acks=True) as other,
+    ):
+        await node.wait_synced()
+        await same.wait_synced()
+        await other.wait_synced()
+        text_of(other).insert(0, "team b's own")
+        await other.wait_saved()  # the server has it before team a's edits begin
+        await node.insert(0, "from node to team a")
+        await wait_text(same, "from node to team a")
+        text_of(same).insert(0, "> ")
+        assert await node.wait_text("> from node to team a") == "> from node to team a"
+        async with connect(f"{url}/team-b/notes") as fresh:
+            await wait_text(fresh, "team b's own")
+        assert sorted(collab_server.rooms.loaded()) == ["team-a/notes", "team-b/notes"]
 
 
 async def test_late_stock_client_receives_the_whole_document(collab_server: Server) -> None:
