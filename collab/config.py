@@ -99,6 +99,10 @@ class Config:
         "sqlite:///collab.db",
         "store URL: sqlite:///path.db, postgresql://user@host/db or memory://",
     )
+    #: Never rebuilt: an older store is upgraded in place or refused.
+    auto_migrate: bool = setting(
+        True, "upgrade an older store's schema at start (off: refuse, run `collab migrate`)"
+    )
     commit_interval: float = setting(
         0.05, "group commit: seconds to gather updates into one transaction"
     )

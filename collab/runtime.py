@@ -76,7 +76,9 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     """Open the store (unless one is passed in, which the caller opens and closes),
     the journal and the rooms; on exit, unload every room (flush and snapshot)."""
     own_store = store is None
-    the_store = store_from_url(config.db_url) if store is None else store
+    the_store = (
+        store_from_url(config.db_url, auto_migrate=config.auto_migrate) if store is None else store
+    )
     if own_store:
         await the_store.open()
     try:
