@@ -244,6 +244,24 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool = True
     cursor.close()
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting out other processes that hold the file.
+
+    Changing the journal mode needs the file to itself and, unlike a write, does not
+    wait on ``busy_timeout``: with several processes opening one new database at once
+    it fails at once with "database is locked". Retried for up to 10 s (blocking: this
+    runs in a thread).
+    """
+    for attempt in range(200):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_schema_transaction(
     url: sa.URL, fn: Callable[[sa.Connection], T], *, wal: bool = True
 ) -> T:
@@ -276,7 +294,7 @@ def _sqlite_schema_transaction(
             # change inside a transaction).
             raw = engine.raw_connection()
             try:
-                raw.cursor().execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(raw.cursor())
             finally:
                 raw.close()
         return result
