@@ -76,14 +76,20 @@ class Config:
 
     # History
     history_enabled: bool = True
-    #: Name of the root ``Y.Text`` that holds a document's text.
-    text_root: str = "text"
+    #: The root that holds a document's text, forced ("text", "prosemirror", ...). Empty:
+    #: read from each document (collab.history.formats: a Y.Text or Y.XmlFragment root).
+    text_root: str = ""
     #: A new version starts after this quiet gap, or after this many updates.
     version_gap_seconds: float = 60.0
     version_max_updates: int = 500
     retention: Retention = field(default_factory=Retention)
     #: How often the server thins every document's history by ``retention``.
     retention_interval: float = 3600.0
+
+    # Server-side edits (HTTP POST of updates, text edits and restores)
+    #: How long an edit request waits for its update to be durable before it answers 503
+    #: (the update stays accepted and is committed when the store recovers).
+    edit_durable_timeout: float = 30.0
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""
