@@ -23,8 +23,8 @@ from typing import Any, NoReturn
 from collab.config import Config
 from collab.errors import CollabError, InvalidRequest
 from collab.history import versions as history
-from collab.history.export import FORMATS, export, import_archive
-from collab.names import valid_name
+from collab.history.export import FORMATS, Export, export, import_archive
+from collab.names import NAME_RULE, valid_name
 from collab.store import DocumentInfo, Store, store_from_url
 
 __all__ = ["main", "parser"]
@@ -118,7 +118,13 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--all-history", action="store_true", help="export the whole history (JSON archive)"
     )
-    exp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    exp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of stdout; into a directory under the export's file name "
+        "('/' in the name written %%2F, ':' written %%3A: team-a%%2Fnotes.txt)",
+    )
 
     imp = add(
         "import",
@@ -160,9 +166,8 @@ def _table(rows: list[list[str]]) -> str:
 async def _command(args: argparse.Namespace, config: Config, store: Store) -> None:
     doc: str | None = getattr(args, "doc", None)
     if doc is not None and not valid_name(doc, config):
-        raise InvalidRequest(
-            f"invalid document name {doc!r} (1-{config.max_name_length} of A-Z a-z 0-9 . _ -)"
-        )
+        # repr() keeps the message on one line whatever the name holds (a newline, say).
+        raise InvalidRequest(f"{NAME_RULE.format(max=config.max_name_length)} (got {doc!r})")
     if args.command == "docs":
         infos = await store.documents()
         if args.json:
@@ -197,7 +202,9 @@ async def _command(args: argparse.Namespace, config: Config, store: Store) -> No
             store, config, doc, args.format, _at(args.at), all_history=args.all_history
         )
         if args.output:
-            await asyncio.to_thread(Path(args.output).write_bytes, result.body)
+            target = await asyncio.to_thread(_save, Path(args.output), result)
+            if target != Path(args.output):
+                print(f"wrote {target}", file=sys.stderr)
         else:
             _write(result.body)
     elif args.command == "import":
@@ -222,6 +229,13 @@ async def _command(args: argparse.Namespace, config: Config, store: Store) -> No
                 raise _Failure("not deleted")
         await history.delete(store, doc)
         print(f"deleted {doc}", file=sys.stderr)
+
+
+def _save(output: Path, result: Export) -> Path:
+    """Write ``result`` to ``output``, or into it under the export's file name if a directory."""
+    target = output / result.filename if output.is_dir() else output
+    target.write_bytes(result.body)
+    return target
 
 
 def _info(info: DocumentInfo) -> dict[str, Any]:

@@ -174,13 +174,14 @@ class Client:
             self._local_clock += 1
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(self._awareness_frame())
+        self._reconnect = False
+        if ws is not None:
+            await ws.close()  # a normal close (1000), before the task is cancelled (1011)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if ws is not None:
-            await ws.close()
 
     async def __aenter__(self) -> Client:
         await self.start()

@@ -172,3 +172,71 @@ def test_errors_are_one_line_without_traceback(db: Db) -> None:
     assert "ISO-8601" in failed("show", "notes", "--at", "yesterday", "--db", db.url)
     assert "invalid document name" in failed("show", "a//b", "--db", db.url)
     assert "unsupported database URL" in failed("docs", "--db", "nosuch://x")
+
+
+async def _fill_prefixed(url: str) -> None:
+    store = SqlStore(url)
+    await store.open()
+    try:
+        for name in ("team-a/notes", "team-b/notes", "json:notebook:1234", "a@b"):
+            editors = Editors(store, name, 1, [None])
+            await editors.insert(0, 0, f"{name} v1")
+            await editors.insert(0, 0, "+", gap=3600)
+    finally:
+        await store.close()
+
+
+def test_names_with_slashes_colons_and_at_signs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'prefixed.db'}"
+    asyncio.run(_fill_prefixed(url))
+    names = [d["name"] for d in json.loads(ok("docs", "--json", "--db", url))]
+    assert sorted(names) == ["a@b", "json:notebook:1234", "team-a/notes", "team-b/notes"]
+    for name in names:
+        assert ok("show", name, "--db", url) == f"+{name} v1".encode()
+    assert ok("show", "team-b/notes", "--at", "1", "--db", url) == b"team-b/notes v1"
+    assert [v["id"] for v in json.loads(ok("history", "team-a/notes", "--json", "--db", url))] == [
+        1,
+        2,
+    ]
+    diff = ok("diff", "team-a/notes", "1", "2", "--db", url).decode()
+    assert diff.splitlines()[:2] == ["--- team-a/notes@1", "+++ team-a/notes@2"]
+
+    # Exported into a directory, each file is named after its own document.
+    out = tmp_path / "exports"
+    out.mkdir()
+    for name in ("team-a/notes", "team-b/notes", "json:notebook:1234"):
+        result = run("export", name, "--format", "md", "-o", str(out), "--db", url)
+        assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in out.iterdir()) == [
+        "json%3Anotebook%3A1234.md",
+        "team-a%2Fnotes.md",
+        "team-b%2Fnotes.md",
+    ]
+    assert (out / "team-b%2Fnotes.md").read_text("utf-8").endswith("---\n+team-b/notes v1")
+    archive = tmp_path / "team-a.json"
+    ok(
+        "export",
+        "team-a/notes",
+        "--all-history",
+        "--format",
+        "json",
+        "-o",
+        str(archive),
+        "--db",
+        url,
+    )
+    ok("import", str(archive), "--as", "team-c/notes", "--db", url)
+    assert ok("show", "team-c/notes", "--at", "1", "--db", url) == b"team-a/notes v1"
+
+    ok("delete", "team-a/notes", "--yes", "--db", url)
+    assert "no document named 'team-a/notes'" in failed("show", "team-a/notes", "--db", url)
+    assert ok("show", "team-b/notes", "--db", url) == b"+team-b/notes v1"
+
+
+@pytest.mark.parametrize(
+    "name", ["team-a/", "/notes", "a//b", "a/../b", "a%2Fb", "bad\tname", "bad\nname", "é"]
+)
+def test_a_bad_name_is_refused_with_one_line(tmp_path: Path, name: str) -> None:
+    message = failed("show", name, "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert message.startswith("collab: error: invalid document name: ")
+    assert message.count("\n") == 1 and message.endswith(f"(got {name!r})\n")

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,11 +20,12 @@ from hypothesis import strategies as st
 from collab.config import Config, Retention
 from collab.errors import DocumentExists, InvalidRequest, UnknownDocument
 from collab.history import versions as history
-from collab.history.export import archive, export, import_archive
+from collab.history.export import archive, export, file_stem, import_archive
 from collab.history.versions import At
 from collab.store import LogEntry, Store
 from collab.store.memory import MemoryStore
 from tests.history_fixtures import Editors
+from tests.test_names import valid_names
 
 CONFIG = Config(version_gap_seconds=60.0, version_max_updates=3)
 
@@ -235,6 +237,34 @@ async def test_exports(store: Store, prefix: str) -> None:
 
     await history.delete(store, doc)
     assert await store.document(doc) is None
+
+
+async def test_exports_of_documents_that_differ_in_a_prefix(store: Store, prefix: str) -> None:
+    for team in ("team-a", "team-b"):
+        await Editors(store, f"{prefix}/{team}/notes", 1, [team]).insert(0, 0, f"{team} text")
+    await Editors(store, f"{prefix}-json:notebook:1234", 1, [None]).insert(0, 0, "cells")
+    for team in ("team-a", "team-b"):
+        doc = f"{prefix}/{team}/notes"
+        txt = await export(store, CONFIG, doc, "txt")
+        assert (txt.body, txt.filename) == (
+            f"{team} text".encode(),
+            f"{prefix}%2F{team}%2Fnotes.txt",
+        )
+        md = await export(store, CONFIG, doc, "md", At(version=1))
+        assert md.filename == f"{prefix}%2F{team}%2Fnotes@1.md"
+        assert f'doc: "{doc}"' in md.body.decode()
+        whole = await export(store, CONFIG, doc, "json", all_history=True)
+        assert whole.filename == f"{prefix}%2F{team}%2Fnotes.archive.json"
+        assert json.loads(whole.body)["doc"] == doc
+    jupyter = await export(store, CONFIG, f"{prefix}-json:notebook:1234", "json")
+    assert jupyter.filename == f"{prefix}-json%3Anotebook%3A1234.json"
+
+
+@given(valid_names())
+def test_an_export_file_name_is_one_file_and_names_its_document(name: str) -> None:
+    stem = file_stem(name)
+    assert "/" not in stem and ":" not in stem  # one file, on every system
+    assert unquote(stem) == name  # no two documents share a file name
 
 
 async def test_import_refuses_existing_and_malformed(store: Store, prefix: str) -> None:

@@ -111,15 +111,83 @@ async def test_exports_are_attachments(api_store: SqlStore) -> None:
     txt = await get(api_store, "/api/docs/notes/export", format="txt")
     assert txt.status == 200 and txt.body == "hello\nwörld 😀".encode()
     assert txt.content_type == "text/plain; charset=utf-8"
-    assert txt.headers["Content-Disposition"] == 'attachment; filename="notes.txt"'
+    assert txt.headers["Content-Disposition"] == (
+        "attachment; filename=\"notes.txt\"; filename*=UTF-8''notes.txt"
+    )
     old = await get(api_store, "/api/docs/notes/export", format="md", at="1")
     assert old.body.decode().endswith("---\nhello\n")
-    assert old.headers["Content-Disposition"] == 'attachment; filename="notes@1.md"'
+    assert old.headers["Content-Disposition"] == (
+        "attachment; filename=\"notes@1.md\"; filename*=UTF-8''notes%401.md"
+    )
     value = body(await get(api_store, "/api/docs/notes/export", format="json"))
     assert value["roots"] == {"text": "hello\nwörld 😀", "meta": {"title": "Notes"}}
     archive = body(await get(api_store, "/api/docs/notes/export", format="json", all_history="1"))
     assert archive["format"] == "collab.archive" and len(archive["entries"]) == 3
     assert (await get(api_store, "/api/docs/notes/export")).body == txt.body  # txt by default
+
+
+async def test_documents_that_differ_only_in_a_prefix_stay_separate(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'prefixes.db'}")
+    await store.open()
+    try:
+        for team in ("team-a", "team-b"):
+            await Editors(store, f"{team}/notes", 1, [team]).insert(0, 0, f"{team} only")
+        await Editors(store, "notes", 1, [None]).insert(0, 0, "the root notes")
+        listed = body(await get(store, "/api/docs"))["docs"]
+        assert sorted(d["name"] for d in listed) == ["notes", "team-a/notes", "team-b/notes"]
+        for team in ("team-a", "team-b"):
+            text = body(await get(store, f"/api/docs/{team}/notes/text"))
+            assert (text["doc"], text["text"]) == (f"{team}/notes", f"{team} only")
+            versions = body(await get(store, f"/api/docs/{team}/notes/versions"))
+            assert [v["contributors"] for v in versions["versions"]] == [[team]]
+            exported = await get(store, f"/api/docs/{team}/notes/export", format="txt")
+            assert exported.body == f"{team} only".encode()
+            assert exported.headers["Content-Disposition"] == (
+                f'attachment; filename="{team}%2Fnotes.txt"; '
+                f"filename*=UTF-8''{team}%252Fnotes.txt"
+            )
+        # Escapes decode per segment; the endpoint is always the last segment.
+        escaped = body(await get(store, "/api/docs/team%2Da/notes/text"))
+        assert escaped["text"] == "team-a only"
+        assert (await get(store, "/api/docs/team-c/notes/text")).status == 404
+    finally:
+        await store.close()
+
+
+async def test_room_names_with_colons_and_at_signs_are_accepted(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'rooms.db'}")
+    await store.open()
+    try:
+        for name in ("json:notebook:1234", "a@b"):
+            await Editors(store, name, 1, [None]).insert(0, 0, f"in {name}")
+            text = body(await get(store, f"/api/docs/{name}/text"))
+            assert (text["doc"], text["text"]) == (name, f"in {name}")
+        exported = await get(store, "/api/docs/json:notebook:1234/export", format="md", at="1")
+        assert exported.headers["Content-Disposition"] == (
+            'attachment; filename="json%3Anotebook%3A1234@1.md"; '
+            "filename*=UTF-8''json%253Anotebook%253A1234%401.md"
+        )
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/docs/bad\tname/text",
+        "/api/docs/bad%09name/text",
+        "/api/docs/bad%0Aname/text",
+        "/api/docs/bad%00name/text",
+        "/api/docs/team-a%2Fnotes/text",
+        "/api/docs/team-a//notes/text",
+        "/api/docs/team-a/../notes/text",
+        "/api/docs/./notes/text",
+    ],
+)
+async def test_bad_characters_in_the_raw_path_are_400(api_store: SqlStore, path: str) -> None:
+    response = await answer(api_store, path, {})
+    assert response.status == 400
+    assert body(response)["error"].startswith("invalid document name")
 
 
 @pytest.mark.parametrize(

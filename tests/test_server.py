@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from collab.config import Config
 from collab.wire import protocol
 from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 from tests.conftest import ServeKind, doc_url, eventually
+from tests.servers import AsgiServer
 from tests.servers import RunningServer as Server
 
 
@@ -103,6 +105,85 @@ async def test_bad_document_names_are_refused_at_the_handshake(server: Server, n
         await ws_connect(f"ws://127.0.0.1:{server.port}/{quote(name, safe='/')}")
     assert info.value.response.status_code == 400
     assert b"invalid document name" in info.value.response.body
+
+
+async def test_documents_that_differ_only_in_a_path_prefix_stay_separate(server: Server) -> None:
+    base = f"ws://127.0.0.1:{server.port}"
+    async with (
+        connect(f"{base}/team-a/notes", saved_acks=True) as a,
+        connect(f"{base}/team-b/notes", saved_acks=True) as b,
+        connect(f"{base}/notes", saved_acks=True) as root,
+    ):
+        for client, words in ((a, "for team a"), (b, "for team b"), (root, "for nobody")):
+            await client.wait_synced()
+            client.doc.get("text", type=Text).insert(0, words)
+            await client.wait_saved()
+        async with connect(f"{base}/team-a/notes") as a_again:
+            await a_again.wait_synced()
+            assert text_of(a_again.doc) == "for team a"
+        assert (text_of(a.doc), text_of(b.doc)) == ("for team a", "for team b")
+    assert sorted(info.name for info in await server.store.documents()) == [
+        "notes",
+        "team-a/notes",
+        "team-b/notes",
+    ]
+
+
+@pytest.mark.parametrize("name", ["json:notebook:1234", "a@b", "team-a/json:notebook:1234"])
+async def test_real_room_names_are_accepted(server: Server, name: str) -> None:
+    async with connect(doc_url(server, name), saved_acks=True) as client:
+        await client.wait_synced()
+        client.doc.get("text", type=Text).insert(0, name)
+        await client.wait_saved()
+    assert [info.name for info in await server.store.documents()] == [name]
+
+
+async def raw_request(port: int, target: bytes, upgrade: bool) -> tuple[bytes, bytes]:
+    """Send one request line exactly as given (no client library cleans it); the status line
+    and body of the answer."""
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if upgrade:
+        head += (
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"Connection: close\r\n\r\n" if not upgrade else head + b"\r\n")
+        status = await reader.readline()
+        headers = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in headers.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        return status, await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/bad\tname", b"/bad%0Aname", b"/bad%00name", b"/team-a%2Fnotes", b"/team-a//notes"],
+    ids=["raw tab", "encoded newline", "encoded NUL", "encoded slash", "empty segment"],
+)
+@pytest.mark.parametrize("upgrade", [True, False], ids=["websocket", "http api"])
+async def test_a_bad_character_in_the_raw_path_is_refused_with_400(
+    server: Server, target: bytes, upgrade: bool
+) -> None:
+    path = target if upgrade else b"/api/docs" + target + b"/text"
+    status, body = await raw_request(server.port, path, upgrade)
+    assert status.startswith(b"HTTP/1.1 400 "), status
+    if b"\t" not in target or not isinstance(server, AsgiServer):
+        # (uvicorn's HTTP parser refuses a raw tab itself, in plain text, before the app.)
+        assert "error" in json.loads(body)
+    # The same request with a good name is upgraded (or answered): the 400 was the name's.
+    fine = b"/good" if upgrade else b"/api/docs"
+    status, _ = await raw_request(server.port, fine, upgrade)
+    assert status.startswith(b"HTTP/1.1 101 " if upgrade else b"HTTP/1.1 200 "), status
 
 
 async def test_plain_http_get_is_answered_not_upgraded(server: Server) -> None:

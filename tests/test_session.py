@@ -17,7 +17,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.config import Config
-from collab.core.gate import Gate
+from collab.core.gate import DocumentEntry, Gate
 from collab.core.journal import Journal
 from collab.core.rooms import Rooms
 from collab.core.session import Session
@@ -140,7 +140,7 @@ async def test_bad_input_closes_that_session_with_its_code_and_a_logged_reason(
 
 async def test_a_slow_editor_is_closed_with_1013_and_the_sender_is_not(rooms: Rooms) -> None:
     writer, to_writer = await joined(rooms)
-    slow, to_slow = await joined(rooms)
+    _, to_slow = await joined(rooms)
     to_slow.waiting = CONFIG.outbox_max_bytes  # its peer stopped reading
     writer.receive(edit("x" * 100))
     assert to_slow.closed is not None and to_slow.closed[0] == 1013
@@ -217,5 +217,5 @@ def test_the_gate_refuses_bad_names_before_any_session(rooms: Rooms) -> None:
             gate.admit(path, "", {})
         assert info.value.http_status == 400
     entry = gate.admit("/team-a/json:notebook:1", "saved=1", {})
-    assert getattr(entry, "name") == "team-a/json:notebook:1"
-    assert getattr(entry, "wants_acks") is True
+    assert isinstance(entry, DocumentEntry)
+    assert entry.name == "team-a/json:notebook:1" and entry.wants_acks is True

@@ -11,6 +11,15 @@ export class ApiError extends Error {
 
 const enc = encodeURIComponent
 
+/**
+ * A document name as a URL path (no leading '/'): each segment encoded, the '/' between
+ * segments kept, so `team-a/notes` is `team-a/notes` and never `team-a%2Fnotes` (which
+ * the server refuses). `: @ + = ,` are left as they are: they are allowed in a path.
+ */
+export function docPath (name) {
+  return name.split('/').map((segment) => enc(segment).replace(/%(3A|40|2B|3D|2C)/g, decodeURIComponent)).join('/')
+}
+
 async function request (path) {
   const response = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' })
   const type = response.headers.get('content-type') || ''
@@ -38,7 +47,7 @@ export async function listDocuments () {
 
 /** Versions of `doc`, newest first: [{id, at: Date|null, size, users: string[]}]. */
 export async function listVersions (doc) {
-  const versions = list(await request(`/api/docs/${enc(doc)}/versions`), 'versions').map((v) => ({
+  const versions = list(await request(`/api/docs/${docPath(doc)}/versions`), 'versions').map((v) => ({
     id: String(v.id ?? v.version ?? v.seq),
     at: toDate(v.timestamp ?? v.time ?? v.at ?? v.created_at ?? v.created),
     size: v.size ?? v.length ?? null,
@@ -49,13 +58,13 @@ export async function listVersions (doc) {
 
 /** The text of `doc` at version `at`, or now when `at` is null. */
 export async function fetchText (doc, at = null) {
-  const body = await request(`/api/docs/${enc(doc)}/text${at === null ? '' : `?at=${enc(at)}`}`)
+  const body = await request(`/api/docs/${docPath(doc)}/text${at === null ? '' : `?at=${enc(at)}`}`)
   return typeof body === 'string' ? body : String(body.text ?? '')
 }
 
 /** The URL that downloads `doc` (at version `at`, if given) as txt, md or json. */
 export function exportUrl (doc, format, at = null) {
-  return `/api/docs/${enc(doc)}/export?format=${enc(format)}${at === null ? '' : `&at=${enc(at)}`}`
+  return `/api/docs/${docPath(doc)}/export?format=${enc(format)}${at === null ? '' : `&at=${enc(at)}`}`
 }
 
 function personName (p) {

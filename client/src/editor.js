@@ -7,6 +7,7 @@
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { docPath } from './api.js'
 import { TextareaBinding } from './binding.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 
@@ -37,7 +38,8 @@ export function mountEditor (textarea, options) {
   const binding = new TextareaBinding(text, textarea)
   // BroadcastChannel sync between tabs is off: the server is the one source of truth,
   // so "synced" on the status line means "the server has it", not "another tab has it".
-  const provider = new WebsocketProvider(serverUrl, docName, doc, { disableBc: true })
+  // y-websocket appends the room name to the URL as it is: give it the encoded path.
+  const provider = new WebsocketProvider(serverUrl, docPath(docName), doc, { disableBc: true })
   const { awareness } = provider
 
   let status = 'connecting' // y-websocket's: connecting | connected | disconnected

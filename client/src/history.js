@@ -59,7 +59,7 @@ export async function mountHistory (root, docName) {
       const a = document.createElement('a')
       a.className = 'button'
       a.href = exportUrl(docName, format, v.id)
-      a.download = `${docName}@${v.id}.${format}`
+      a.download = '' // the file name is the server's (Content-Disposition): it knows names with '/'
       a.dataset.format = format
       a.textContent = `Download ${label}`
       return a

@@ -1,9 +1,11 @@
 // The start page: the documents on this server and a form to create a new one.
 // A document exists once someone edits it, so "create" just opens the editor.
 
-import { formatWhen, listDocuments } from './api.js'
+import { docPath, formatWhen, listDocuments } from './api.js'
 
-const NAME = /^[A-Za-z0-9._-]{1,128}$/
+// The server's rule (collab/names.py): segments joined by '/', none empty, '.' or '..'.
+const SEGMENT = /^[A-Za-z0-9._~:@+=,-]+$/
+const validName = (name) => name.length <= 128 && name.split('/').every((s) => SEGMENT.test(s) && s !== '.' && s !== '..')
 
 function suggestName () {
   const words = ['notes', 'draft', 'plan', 'ideas', 'memo', 'sketch']
@@ -20,13 +22,13 @@ export async function mountHome (root) {
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     const name = input.value.trim() || input.placeholder
-    if (!NAME.test(name)) {
-      hint.textContent = 'Use letters, digits, dot, dash or underscore (up to 128).'
+    if (!validName(name)) {
+      hint.textContent = 'Use letters, digits and . _ - ~ : @ + = , in parts joined by / (up to 128).'
       hint.dataset.error = 'true'
       input.focus()
       return
     }
-    window.location.assign(`/d/${encodeURIComponent(name)}`)
+    window.location.assign(`/d/${docPath(name)}`)
   })
 
   try {
@@ -38,7 +40,7 @@ export async function mountHome (root) {
     listEl.replaceChildren(...docs.map((d) => {
       const li = document.createElement('li')
       const a = document.createElement('a')
-      a.href = `/d/${encodeURIComponent(d.name)}`
+      a.href = `/d/${docPath(d.name)}`
       a.className = 'doc-name'
       a.textContent = d.name
       const meta = document.createElement('span')
@@ -46,7 +48,7 @@ export async function mountHome (root) {
       meta.textContent = [d.updated ? formatWhen(d.updated) : null, d.size !== null ? `${d.size} chars` : null]
         .filter(Boolean).join(' · ')
       const history = document.createElement('a')
-      history.href = `/d/${encodeURIComponent(d.name)}/history`
+      history.href = `/history/${docPath(d.name)}`
       history.className = 'secondary'
       history.textContent = 'History'
       li.append(a, meta, history)

@@ -11,10 +11,10 @@ import { mountHome } from './home.js'
 export { mountEditor, defaultServerUrl } from './editor.js'
 export { TextareaBinding, diff } from './binding.js'
 
-/** The document name from a `/d/<doc>` or `/d/<doc>/history` URL. */
+/** The document name from a `/d/<doc>` or `/history/<doc>` URL; the name may hold '/'. */
 export function docNameFromPath (pathname = window.location.pathname) {
-  const match = /^\/d\/([^/]+)/.exec(pathname)
-  return match ? decodeURIComponent(match[1]) : null
+  const match = /^\/(?:d|history)\/(.+)$/.exec(pathname)
+  return match ? match[1].split('/').map(decodeURIComponent).join('/') : null
 }
 
 function start () {

@@ -40,10 +40,18 @@ from collab.errors import CollabError, DocumentExists, InvalidRequest
 from collab.history import formats
 from collab.history import versions as history
 from collab.history.roots import roots_json
-from collab.names import valid_name
+from collab.names import NAME_RULE, valid_name
 from collab.store import LogEntry, NewEntry, Snapshot, Store
 
-__all__ = ["ARCHIVE_FORMAT", "FORMATS", "Export", "archive", "export", "import_archive"]
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "FORMATS",
+    "Export",
+    "archive",
+    "export",
+    "file_stem",
+    "import_archive",
+]
 
 FORMATS: Final = ("txt", "md", "json")
 ARCHIVE_FORMAT: Final = "collab.archive"
@@ -57,11 +65,26 @@ _IMPORT_BATCH: Final = 2000
 
 @dataclass(frozen=True, slots=True)
 class Export:
-    """An exported file: its bytes, media type and a suggested file name."""
+    """An exported file: its bytes, media type and a suggested file name (see :func:`file_stem`)."""
 
     body: bytes
     content_type: str
     filename: str
+
+
+#: The characters of a document name that are not safe in a file name everywhere:
+#: ``/`` separates directories, ``:`` is refused by Windows (and shown as ``/`` by macOS).
+_UNSAFE_IN_FILES: Final = {"/": "%2F", ":": "%3A"}
+
+
+def file_stem(doc: str) -> str:
+    """``doc`` as the start of a file name: ``/`` written ``%2F``, ``:`` written ``%3A``.
+
+    ``team-a/notes`` becomes ``team-a%2Fnotes``, ``json:notebook:1`` becomes
+    ``json%3Anotebook%3A1``. No valid name holds ``%``, so the stem is one file
+    (never a path) and names the document without ambiguity.
+    """
+    return "".join(_UNSAFE_IN_FILES.get(char, char) for char in doc)
 
 
 async def export(
@@ -84,13 +107,15 @@ async def export(
         if fmt != "json" or (at is not None and (at.version, at.time) != (None, None)):
             raise InvalidRequest("the whole-history archive is JSON only and has no 'at'")
         body = json.dumps(await archive(store, doc), ensure_ascii=False, indent=1)
-        return Export(body.encode("utf-8"), "application/json", f"{doc}.archive.json")
+        return Export(body.encode("utf-8"), "application/json", f"{file_stem(doc)}.archive.json")
     replay, version = await history.state_at(store, config, doc, at)
     reading = formats.read(replay, config)
     text = formats.text_of(replay, config, reading)
     suffix = f"@{version.id}" if version and at is not None else ""
     if fmt == "txt":
-        return Export(text.encode("utf-8"), "text/plain; charset=utf-8", f"{doc}{suffix}.txt")
+        return Export(
+            text.encode("utf-8"), "text/plain; charset=utf-8", f"{file_stem(doc)}{suffix}.txt"
+        )
     meta: dict[str, Any] = {
         "doc": doc,
         "version": version.id if version else None,
@@ -102,7 +127,9 @@ async def export(
             f"{key}: {json.dumps(value, ensure_ascii=False)}\n" for key, value in meta.items()
         )
         body = f"---\n{front}---\n{formats.markdown_of(replay, config, reading)}"
-        return Export(body.encode("utf-8"), "text/markdown; charset=utf-8", f"{doc}{suffix}.md")
+        return Export(
+            body.encode("utf-8"), "text/markdown; charset=utf-8", f"{file_stem(doc)}{suffix}.md"
+        )
     value = {
         "format": "collab.version",
         "doc": doc,
@@ -118,7 +145,7 @@ async def export(
         "roots": roots_json(replay.get_update(), reading.root if reading.kind == "text" else None),
     }
     body = json.dumps(value, ensure_ascii=False, indent=1)
-    return Export(body.encode("utf-8"), "application/json", f"{doc}{suffix}.json")
+    return Export(body.encode("utf-8"), "application/json", f"{file_stem(doc)}{suffix}.json")
 
 
 def _b64(data: bytes) -> str:
@@ -250,7 +277,7 @@ async def import_archive(
     archived_name, entries, snapshots = _parse(data)
     doc = name or archived_name
     if not valid_name(doc, config):
-        raise InvalidRequest(f"invalid document name {doc!r}")
+        raise InvalidRequest(f"{NAME_RULE.format(max=config.max_name_length)} (got {doc!r})")
     if await store.document(doc) is not None:
         raise DocumentExists(f"document {doc!r} already exists; import only into a new name")
     snapshot_at = dict(snapshots)

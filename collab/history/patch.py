@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
@@ -183,12 +183,17 @@ def _attribute_names(*runs: list[_Unit]) -> set[str]:
     return names
 
 
+def _attributes(node: XmlElement) -> dict[str, Any]:
+    # XmlAttributesView.__iter__ is typed as returning an Iterable; it is an iterator.
+    return dict(cast(Iterator[tuple[str, Any]], node.attributes.__iter__()))
+
+
 def _signature(node: XmlElement | XmlText | XmlFragment) -> str:
     """Everything that makes an XML node what it is, as one comparable string."""
     if isinstance(node, XmlText):
         return "T" + json.dumps([[to_json(i), to_json(a)] for i, a in node.diff()])
     if isinstance(node, XmlElement):
-        attrs = json.dumps(to_json(dict(node.attributes)), sort_keys=True)
+        attrs = json.dumps(to_json(_attributes(node)), sort_keys=True)
         children = ",".join(_signature(child) for child in node.children)
         return f"E{node.tag}{attrs}[{children}]"
     return ""
@@ -199,7 +204,7 @@ def _copy(node: XmlElement | XmlText | XmlFragment) -> XmlElement | XmlText:
     if isinstance(node, XmlText):
         return XmlText()  # filled after insertion: formatted text needs an integrated node
     assert isinstance(node, XmlElement)
-    return XmlElement(str(node.tag), {k: v for k, v in node.attributes})
+    return XmlElement(str(node.tag), _attributes(node))
 
 
 def _fill(live: XmlElement | XmlText, target: XmlElement | XmlText | XmlFragment) -> None:
@@ -219,8 +224,10 @@ def _converge_xml(live: XmlFragment | XmlElement, target: XmlFragment | XmlEleme
     old, new = list(live.children), list(target.children)
     old_sig, new_sig = [_signature(c) for c in old], [_signature(c) for c in new]
     for op, i1, i2, j1, j2 in reversed(_opcodes(old_sig, new_sig)):
-        if op == "replace" and i2 - i1 == j2 - j1 and all(
-            _same_kind(old[i1 + k], new[j1 + k]) for k in range(i2 - i1)
+        if (
+            op == "replace"
+            and i2 - i1 == j2 - j1
+            and all(_same_kind(old[i1 + k], new[j1 + k]) for k in range(i2 - i1))
         ):
             for k in range(i2 - i1):
                 _converge_node(old[i1 + k], new[j1 + k])
@@ -242,8 +249,8 @@ def _converge_node(live: Any, target: Any) -> None:
     if isinstance(live, XmlText):
         _converge_text(live, target)
         return
-    wanted = dict(target.attributes)
-    for key, _ in list(live.attributes):
+    wanted = _attributes(target)
+    for key in _attributes(live):
         if key not in wanted:
             del live.attributes[key]
     for key, value in wanted.items():
@@ -306,6 +313,7 @@ def converge(live: Doc[Any], target: Doc[Any]) -> bytes:
             if kind is None:
                 continue
             mine = copy.get(name, type=_TYPES[kind])
+            theirs: Any
             if target_kinds.get(name) is None:
                 theirs = Doc().get(name, type=_TYPES[kind])  # empty
             else:

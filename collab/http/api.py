@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from collab.config import Config
 from collab.errors import InvalidRequest, NotFound
@@ -32,7 +33,7 @@ from collab.http.router import Route, prefix
 from collab.names import parse_path
 from collab.store import Store
 
-__all__ = ["respond", "route"]
+__all__ = ["attachment", "respond", "route"]
 
 _PREFIX = "/api/"
 
@@ -85,8 +86,20 @@ async def _export(store: Store, config: Config, doc: str, query: dict[str, str])
     result = await export(
         store, config, doc, query.get("format", "txt"), _at(query, "at"), all_history=all_history
     )
-    disposition = f'attachment; filename="{result.filename}"'  # names need no escaping
-    return HttpResponse(200, result.body, result.content_type, {"Content-Disposition": disposition})
+    headers = {"Content-Disposition": attachment(result.filename)}
+    return HttpResponse(200, result.body, result.content_type, headers)
+
+
+def attachment(filename: str) -> str:
+    """The ``Content-Disposition`` of a download named ``filename`` (RFC 6266).
+
+    Export file names hold ``%`` (``team-a%2Fnotes.txt``), which browsers may
+    percent-decode in a plain ``filename`` (back into a ``/``), so the name is
+    also given as ``filename*`` (RFC 8187), whose decoding is defined and which
+    every current browser prefers. The plain ``filename`` stays for older agents;
+    export names never hold ``"`` or ``\\``, so quoting them needs no escapes.
+    """
+    return f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 async def _attribution(

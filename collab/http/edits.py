@@ -174,7 +174,7 @@ class _Api:
         if "insert" in body:
             spec = body["insert"]
             if not isinstance(spec, dict) or not isinstance(spec.get("text"), str):
-                raise InvalidRequest("'insert' is {\"index\": I, \"text\": S}")
+                raise InvalidRequest('\'insert\' is {"index": I, "text": S}')
             index, value = _int(spec.get("index"), "insert.index"), spec["text"]
 
             def change(live: Doc[Any]) -> bytes:
@@ -183,7 +183,7 @@ class _Api:
         elif "delete" in body:
             spec = body["delete"]
             if not isinstance(spec, dict):
-                raise InvalidRequest("'delete' is {\"index\": I, \"length\": N}")
+                raise InvalidRequest('\'delete\' is {"index": I, "length": N}')
             index = _int(spec.get("index"), "delete.index")
             length = _int(spec.get("length"), "delete.length")
 

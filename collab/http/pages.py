@@ -5,8 +5,13 @@ returns ``None`` for every other path, so the server can try the HTTP API next:
 
 - ``/``                  the start page (lists documents, creates one)
 - ``/d/<doc>``           the editor
-- ``/d/<doc>/history``   the history viewer
+- ``/history/<doc>``     the history viewer
 - ``/static/<file>``     the committed bundle (built from ``client/``), CSS, icon
+
+``<doc>`` is the whole rest of the path, so it may hold ``/`` (``/d/team-a/notes``);
+the kind of page is in the *prefix*, never in a suffix, because a document may be
+named ``x/history``. A trailing ``/`` (``/d/notes/``) redirects to the page without
+it, since names have no empty segment.
 
 Pages are small templates in ``collab/static/`` whose only variables are the
 (escaped) document name and content hashes of the static files: a page links
@@ -23,13 +28,13 @@ import html
 import re
 from functools import cache
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from collab.config import Config
-from collab.errors import NotFound
+from collab.errors import InvalidName, NotFound
 from collab.http.messages import HttpRequest, HttpResponse
 from collab.http.router import Route
-from collab.names import valid_name
+from collab.names import NAME_RULE, parse_path
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -45,7 +50,8 @@ CONTENT_TYPES = {
 #: Templates are rendered, never served raw.
 _PAGES = {"home": "index.html", "editor": "editor.html", "history": "history.html"}
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)")
-_DOC_PATH = re.compile(r"/d/([^/]+)(/history)?/?")
+#: Page kind by path prefix; what follows the prefix is the document's raw path.
+_DOC_PAGES = {"/d/": "editor", "/history/": "history"}
 _DEFAULTS = Config()
 
 _NO_CACHE = "no-cache"
@@ -73,35 +79,46 @@ def respond(path: str, query: dict[str, str]) -> HttpResponse | None:
         return _page("home", None)
     if path.startswith("/static/"):
         return _static(path[len("/static/") :], query.get("v"))
-    match = _DOC_PATH.fullmatch(path)
-    if match is None:
+    prefix = next((p for p in _DOC_PAGES if path.startswith(p) and len(path) > len(p)), None)
+    if prefix is None:
         return None
-    doc = unquote(match.group(1))
-    if not valid_doc_name(doc):
-        return _error_page(400, "Not a document name", _NAME_RULE)
-    return _page("history" if match.group(2) else "editor", doc)
+    raw = path[len(prefix) - 1 :]  # keeps the '/' that starts the document's path
+    trailing = raw.endswith("/")
+    try:
+        # Pages see no Config: the default length bound applies here; the server
+        # checks again, with the configured bound, when the editor's WebSocket connects.
+        doc = parse_path(raw[:-1] if trailing else raw, _DEFAULTS)
+    except InvalidName:
+        return _error_page(400, "Not a document name", _name_rule())
+    if trailing:  # the raw path was checked, so it is safe in a header
+        return _redirect(prefix + raw[1:-1])
+    return _page(_DOC_PAGES[prefix], doc)
 
 
-_NAME_RULE = (
-    "Document names are 1 to 128 letters, digits, dots, dashes or underscores, "
-    "and are not '.' or '..'."
-)
+def doc_path(name: str) -> str:
+    """``name`` as a URL path (no leading ``/``): each segment percent-encoded, ``/`` kept.
 
-
-def valid_doc_name(name: str) -> bool:
-    """Whether ``name`` may name a document, by the server's rule (:mod:`collab.names`).
-
-    Pages see no Config, so the default length bound applies here; the server checks
-    again, with the configured bound, when the editor's WebSocket connects.
+    The characters of a valid name other than letters and digits are all allowed
+    in a path segment (RFC 3986 ``pchar``), so a valid name comes back readable.
     """
-    return valid_name(name, _DEFAULTS)
+    return "/".join(quote(segment, safe=":@+=,~") for segment in name.split("/"))
+
+
+def _name_rule() -> str:
+    rule = NAME_RULE.format(max=_DEFAULTS.max_name_length)
+    return rule[0].upper() + rule[1:] + "."
+
+
+def _redirect(location: str) -> HttpResponse:
+    headers = {"Location": location, "Cache-Control": _NO_CACHE}
+    return HttpResponse(308, f"see {location}\n".encode(), headers=headers)
 
 
 def _page(kind: str, doc: str | None) -> HttpResponse:
     template = _read_text(_PAGES[kind])
     values = {
         "doc": html.escape(doc or "", quote=True),
-        "doc_url": html.escape(quote(doc or "", safe=""), quote=True),
+        "doc_url": html.escape(doc_path(doc or ""), quote=True),
         "app_version": _version("app.js"),
         "css_version": _version("style.css"),
         "icon_version": _version("icon.svg"),
@@ -158,7 +175,7 @@ def _version(name: str) -> str:
 
 
 def route() -> Route:
-    """The pages' route, for the router: ``/``, ``/d/...`` and ``/static/...``."""
+    """The pages' route, for the router: ``/``, ``/d/...``, ``/history/...``, ``/static/...``."""
 
     async def handler(request: HttpRequest) -> HttpResponse:
         answer = respond(request.path, request.query)
@@ -167,6 +184,6 @@ def route() -> Route:
         return answer
 
     def matches(path: str) -> bool:
-        return path in ("/", "/index.html") or path.startswith(("/static/", "/d/"))
+        return path in ("/", "/index.html") or path.startswith(("/static/", *_DOC_PAGES))
 
     return Route(matches, frozenset({"GET"}), handler)

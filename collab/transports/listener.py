@@ -178,7 +178,7 @@ class _Connection(asyncio.Protocol):
     async def _serve_http(self) -> None:
         try:
             while True:
-                event = await self._next_event(idle=True)
+                event = await self._next_event()
                 if isinstance(event, h11.Request):
                     self._busy = True
                     if _wants_upgrade(event):
@@ -204,10 +204,13 @@ class _Connection(asyncio.Protocol):
             log.exception("HTTP connection failed")
             self.abort()
 
-    async def _next_event(self, idle: bool = False) -> Any:
-        """The next h11 event, waiting for data as needed (``idle``: a keep-alive wait)."""
-        timeout = self.config.http_keepalive_timeout if idle else self.config.close_timeout * 6
-        async with asyncio.timeout(timeout):
+    async def _next_event(self) -> Any:
+        """The next h11 event, waiting for data as needed.
+
+        A client that sends nothing for ``http_keepalive_timeout`` (between requests,
+        ``idle``, or in the middle of one) is disconnected.
+        """
+        async with asyncio.timeout(self.config.http_keepalive_timeout):
             while True:
                 event = self._h11.next_event()
                 if event is not h11.NEED_DATA:

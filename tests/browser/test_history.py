@@ -73,9 +73,7 @@ async def test_history_page_shows_versions_a_diff_and_downloads_exports(
     history_server: Server, browser: Browser, screenshot_dir: Path
 ) -> None:
     await _write_two_versions(history_server, "minutes")
-    page, console = await _open(
-        browser, f"http://127.0.0.1:{history_server.port}/d/minutes/history"
-    )
+    page, console = await _open(browser, f"http://127.0.0.1:{history_server.port}/history/minutes")
 
     versions = page.locator("#versions li[data-version]")
     await expect(versions.first).to_be_visible()
@@ -122,3 +120,43 @@ async def test_home_page_lists_documents_and_creates_one(
     await expect(page.locator("#status")).to_have_text("connected · synced")
     assert console.errors == []
     await page.context.close()
+
+
+async def test_a_name_with_a_slash_and_colons_has_an_editor_and_a_history_page(
+    history_server: Server, editors: Editors
+) -> None:
+    name = "team-a/json:notebook:1234"
+    base = f"http://127.0.0.1:{history_server.port}"
+    ws = f"ws://127.0.0.1:{history_server.port}"
+    page = (await editors.open(base, name)).page
+    await page.locator("#editor").click()
+    await page.keyboard.type("typed in the page")
+    async with (
+        connect(f"{ws}/{name}", saved_acks=True) as same,
+        connect(f"{ws}/team-b/json:notebook:1234") as other,
+    ):
+        text = same.doc.get("text", type=Text)
+        await same.wait_for(lambda: str(text) == "typed in the page")
+        text.insert(len(text), ", and from python")
+        await same.wait_saved()
+        await page.wait_for_function(
+            "() => document.getElementById('editor').value.endsWith(', and from python')"
+        )
+        await other.wait_synced()
+        assert str(other.doc.get("text", type=Text)) == ""
+
+    await page.locator("nav.links a").click()  # "History"
+    await page.wait_for_url(base + "/history/team-a/json:notebook:1234")
+    await expect(page.locator("h1.doc-title")).to_have_text(name)
+    latest = page.locator("#versions li[data-version]").first
+    await latest.click()
+    await expect(page.locator("#version-text")).to_have_text("typed in the page, and from python")
+    async with page.expect_download() as info:
+        await page.locator('#downloads a[data-format="txt"]').click()
+    download = await info.value
+    version = await latest.get_attribute("data-version")
+    # The server's file name: '/' and ':' written as escapes, never lost or turned into '_'.
+    assert download.suggested_filename == f"team-a%2Fjson%3Anotebook%3A1234@{version}.txt"
+    saved = await download.path()
+    text_now = await asyncio.to_thread(saved.read_text, "utf-8")
+    assert text_now == "typed in the page, and from python"

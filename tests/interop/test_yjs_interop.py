@@ -71,6 +71,29 @@ async def test_edits_cross_both_ways(collab_server: Server) -> None:
         await wait_text(py, "hello from node!")
 
 
+async def test_a_stock_client_edits_a_name_with_a_slash_and_only_that_one(
+    collab_server: Server,
+) -> None:
+    url = base_url(collab_server)
+    async with (
+        NodePeer(url, "team-a/notes") as node,
+        connect(f"{url}/team-a/notes") as same,
+        connect(f"{url}/team-b/notes", saved_acks=True) as other,
+    ):
+        await node.wait_synced()
+        await same.wait_synced()
+        await other.wait_synced()
+        text_of(other).insert(0, "team b's own")
+        await other.wait_saved()  # the server has it before team a's edits begin
+        await node.insert(0, "from node to team a")
+        await wait_text(same, "from node to team a")
+        text_of(same).insert(0, "> ")
+        assert await node.wait_text("> from node to team a") == "> from node to team a"
+        async with connect(f"{url}/team-b/notes") as fresh:
+            await wait_text(fresh, "team b's own")
+        assert sorted(collab_server.rooms.loaded()) == ["team-a/notes", "team-b/notes"]
+
+
 async def test_late_stock_client_receives_the_whole_document(collab_server: Server) -> None:
     url = base_url(collab_server)
     async with connect(f"{url}/late") as py:
