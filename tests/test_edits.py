@@ -8,6 +8,7 @@ edited while nobody has it open is right after the server is killed and restarte
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from pycrdt import Doc, Text, XmlElement, XmlFragment
 
 from collab import client
 from collab.client import EditFailed, connect
+from collab.config import Config
 from collab.history import versions as history
+from collab.store import LogEntry
 from tests.conftest import doc_url, eventually
 from tests.serverproc import server_process
 from tests.servers import KINDS, RunningServer
@@ -96,18 +99,18 @@ async def test_text_edits_count_code_points(server: RunningServer) -> None:
 
 async def test_replace_is_a_minimal_diff(server: RunningServer) -> None:
     url = f"http://127.0.0.1:{server.port}"
-    await client.edit(url, "min", insert=(0, "alpha beta gamma"))
-    await client.edit(url, "min", replace="alpha BETA gamma")
+    await client.edit(url, "min", insert=(0, "alpha beta gamma delta"))
+    await client.edit(url, "min", replace="alpha BETA gamma DELTA")
     first, second = await server.store.entries("min")
-    # Only "beta" went and "BETA" came: the change deletes 4 characters and inserts 4.
+    # Only "beta" and "delta" went, "BETA" and "DELTA" came; " gamma " stayed.
     doc: Doc[Any] = Doc()
     doc.apply_update(first.update)
     deltas: list[Any] = []
     text = doc.get("text", type=Text)
     text.observe(lambda event: deltas.extend(getattr(event, "delta")))  # noqa: B009
     doc.apply_update(second.update)
-    assert sum(op.get("delete", 0) for op in deltas) == 4
-    assert "".join(op.get("insert", "") for op in deltas) == "BETA"
+    assert sum(op.get("delete", 0) for op in deltas) == len("betadelta")
+    assert "".join(op.get("insert", "") for op in deltas) == "BETADELTA"
 
 
 async def test_bad_text_requests_are_400(server: RunningServer) -> None:
@@ -211,3 +214,27 @@ async def test_an_edit_nobody_watches_survives_a_kill(tmp_path: Path, kind: str)
         assert reply.json()["text"] == "buy milk, eggs"
         assert reply.json()["version"]["last_seq"] == seq == 2
         assert reply.json()["version"]["contributors"] == ["bot"]
+
+
+async def test_concurrent_edits_each_get_their_own_seq(server: RunningServer) -> None:
+    url = f"http://127.0.0.1:{server.port}"
+    seqs = await asyncio.gather(
+        *(client.edit(url, "many", insert=(0, str(i)), author=f"bot{i}") for i in range(6))
+    )
+    assert sorted(seqs) == [1, 2, 3, 4, 5, 6]
+    entries = {e.seq: e.user for e in await server.store.entries("many")}
+    assert {seq: f"bot{i}" for i, seq in enumerate(seqs)} == entries
+
+
+def test_a_restore_is_a_version_of_its_own() -> None:
+    config = Config(version_gap_seconds=60.0)
+    entries = [
+        LogEntry(1, b"", 100.0, "c"),
+        LogEntry(2, b"", 101.0, "restore:1", "ada"),
+        LogEntry(3, b"", 102.0, "c"),
+        LogEntry(4, b"", 103.0, "c"),
+    ]
+    assert [[e.seq for e in group] for group in history.cut(entries, config)] == [[1], [2], [3, 4]]
+    assert [history.restored_from(e) for e in entries] == [None, 1, None, None]
+    merged = LogEntry(2, b"", 101.0, "restore:1,c")  # retention merged it with an edit
+    assert history.restored_from(merged) is None

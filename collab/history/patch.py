@@ -163,24 +163,14 @@ def _converge_text(live: Text | XmlText, target: Text | XmlText) -> None:
         at = offsets[i1]
         for unit in new[j1:j2]:
             value, key = unit
+            # Attributes are always given (``{}`` for none): an insert without them
+            # would take on the formatting of the character before it.
             attrs: dict[str, Any] = json.loads(key)
-            # Explicit None for absent keys: the inserted run must not inherit the
-            # formatting of its neighbour, as an insert without attributes would.
-            for name in _attribute_names(old, new):
-                attrs.setdefault(name, None)
             if isinstance(value, str):
                 live.insert(at, value, attrs)
             else:
                 live.insert_embed(at, value, attrs)
             at += _width(unit)
-
-
-def _attribute_names(*runs: list[_Unit]) -> set[str]:
-    names: set[str] = set()
-    for run in runs:
-        for _, key in run:
-            names.update(json.loads(key))
-    return names
 
 
 def _attributes(node: XmlElement) -> dict[str, Any]:

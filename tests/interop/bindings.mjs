@@ -129,7 +129,7 @@ cases.tiptap = prosemirrorCase(YT, getSchema([StarterKit]), 'default', {
   const updates = record(doc, [
     // Type a title, make it a heading (Quill formats the line's newline), type a line.
     delta([{ insert: 'Shopping' }]),
-    delta([{ retain: 8 }, { retain: 1, attributes: { header: 1 } }]),
+    delta([{ retain: 8 }, { retain: 1, attributes: { header: 2 } }]),
     delta([{ retain: 9 }, { insert: 'Buy ' }, { insert: 'fresh', attributes: { bold: true } },
       { insert: ' bread at ' }, { insert: 'the bakery', attributes: { link: 'https://bakery.example', italic: true } },
       { insert: '\n' }]),

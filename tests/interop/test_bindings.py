@@ -99,7 +99,7 @@ Do not forget the bag
 """
 
 QUILL_MD = """\
-# Shopping
+## Shopping
 
 Buy **fresh** bread at [*the bakery*](https://bakery.example)
 
