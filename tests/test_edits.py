@@ -72,7 +72,7 @@ async def test_garbage_update_is_400_and_changes_nothing(server: RunningServer) 
             assert reply.status_code == 400, garbage
             assert "invalid update" in reply.json()["error"]
         reply = await h.post("/api/docs/safe/update", content=b"")
-        assert reply.status_code == 400
+        assert reply.status_code == 400 and "the body is empty" in reply.json()["error"]
     assert await state(server, "safe") == before
     assert text_of(before) == "intact"
     assert len(await server.store.entries("safe")) == 1
