@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check collab tests scripts
 	$(BIN)/mypy
 
-node-deps: tests/interop/node_modules/.stamp client/node_modules/.stamp
+node-deps: tests/interop/node_modules/.stamp client/node_modules/.stamp tests/browser/webrtc/node_modules/.stamp
 
 %/node_modules/.stamp: %/package-lock.json
 	cd $* && npm ci --no-audit --no-fund --loglevel=error
@@ -42,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/store.py
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules client/node_modules
+	rm -rf $(VENV) tests/interop/node_modules client/node_modules tests/browser/webrtc/node_modules

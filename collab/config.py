@@ -1,19 +1,37 @@
 """All of collab's settings, with their defaults, in one frozen value.
 
-``Config`` is built once (by the CLI from flags and ``COLLAB_*`` environment
-variables, by tests with ``Config(...)``) and passed down explicitly. No other
+``Config`` is built once (by the CLI from ``COLLAB_*`` environment variables and
+flags, by tests with ``Config(...)``) and passed down explicitly. No other
 module reads ``os.environ``, and no layer takes twenty keyword arguments.
+
+Every leaf of ``Config`` is a :class:`Setting`: a field, or a field of a nested
+settings dataclass (``retention.keep_all_seconds``), named with ``_`` joins
+(``retention_keep_all_seconds``). Each setting is the variable
+``COLLAB_<NAME>`` and the flag ``--<name-with-dashes>`` (collab.flags), and both
+are read by :meth:`Setting.parse`, so flags, variables and defaults cannot drift
+apart. A field declared with :func:`setting` carries the help text that
+``collab serve --help`` shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 MiB = 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+def setting(default: _T, help: str) -> _T:
+    """A dataclass field with ``default`` and the ``help`` its flag shows."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +43,11 @@ class Retention:
     one per day. ``None`` for ``keep_all_seconds`` keeps everything forever.
     """
 
-    keep_all_seconds: float | None = 7 * 24 * 3600
-    hourly_seconds: float = 3600
-    daily_after_seconds: float = 30 * 24 * 3600
+    keep_all_seconds: float | None = setting(
+        7 * 24 * 3600, "history younger than this is kept whole (none: forever)"
+    )
+    hourly_seconds: float = setting(3600, "older history keeps one version per window this long")
+    daily_after_seconds: float = setting(30 * 24 * 3600, "history older than this keeps one a day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,61 +55,87 @@ class Config:
     """collab's configuration. Every default lives here."""
 
     # Network
-    host: str = "127.0.0.1"
-    port: int = 8000
-    #: Largest frame accepted. Admits a 2 MiB paste and the first sync of a 50 MB document.
-    max_message_size: int = 128 * MiB
+    host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 for all)")
+    port: int = setting(8000, "TCP port for WebSockets and HTTP (0 picks a free one)")
+    #: Admits a 2 MiB paste and the first sync of a 50 MB document.
+    max_message_size: int = setting(128 * MiB, "largest frame accepted, in bytes (bigger: 1009)")
     #: Keepalive: a ping every ``ping_interval`` s; no pong within ``ping_timeout`` s drops it.
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    #: How long a closing handshake may take before the TCP connection is cut. A dead
-    #: peer is dropped ping_interval + ping_timeout + close_timeout after it went silent.
-    close_timeout: float = 5.0
-    #: Longest accepted document name (the whole path; see collab.names for the alphabet).
-    max_name_length: int = 128
-    #: An idle keep-alive HTTP connection is closed after this many seconds.
-    http_keepalive_timeout: float = 30.0
+    ping_interval: float | None = setting(20.0, "seconds between keepalive pings (none: no pings)")
+    ping_timeout: float | None = setting(20.0, "seconds a ping may go unanswered (none: forever)")
+    #: A dead peer is dropped ping_interval + ping_timeout + close_timeout after it went silent.
+    close_timeout: float = setting(5.0, "seconds a closing handshake may take before the cut")
+    #: The whole path; see collab.names for the alphabet.
+    max_name_length: int = setting(128, "longest document name, in characters")
+    http_keepalive_timeout: float = setting(
+        30.0, "seconds an idle keep-alive HTTP connection stays open"
+    )
 
-    #: Flow control: bytes buffered for one editor before it is closed with 1013. A single
-    #: frame larger than this is admitted into an empty buffer, so a big first sync gets through.
-    outbox_max_bytes: int = 32 * MiB
+    #: A single frame larger than this is admitted into an empty buffer, so a big first
+    #: sync gets through.
+    outbox_max_bytes: int = setting(
+        32 * MiB, "bytes buffered for one editor before it is closed with 1013"
+    )
 
-    # Awareness: a state not renewed for this long is removed (y-protocols uses 30 s).
-    awareness_timeout: float = 30.0
-    #: Pure renewals (same state, higher clock) are forwarded in one batch per interval.
-    awareness_renewal_interval: float = 5.0
+    # WebRTC signaling (``/signal``, y-webrtc's JSON protocol), bounds per connection.
+    signal_max_topics: int = setting(
+        100, "topics one signaling connection may subscribe to at once (more: 1008)"
+    )
+    #: An SDP offer is a few KiB.
+    signal_max_message_size: int = setting(64 * 1024, "largest signaling frame (bigger: 1009)")
+    #: A token bucket: sustained rate, with bursts of up to ``signal_burst``.
+    signal_messages_per_second: float = setting(
+        50.0, "messages per second one signaling connection may send (faster: 1008)"
+    )
+    signal_burst: int = setting(200, "burst of signaling messages admitted above the rate")
+
+    # Awareness (y-protocols uses 30 s).
+    awareness_timeout: float = setting(30.0, "seconds before a presence not renewed is removed")
+    awareness_renewal_interval: float = setting(
+        5.0, "seconds between batches of forwarded presence renewals"
+    )
 
     # Store
-    db_url: str = "sqlite:///collab.db"
-    #: Group commit: wait at most this long to gather more updates into one transaction.
-    commit_interval: float = 0.05
-    commit_max_updates: int = 2000
+    db_url: str = setting(
+        "sqlite:///collab.db",
+        "store URL: sqlite:///path.db, postgresql://user@host/db or memory://",
+    )
+    commit_interval: float = setting(
+        0.05, "group commit: seconds to gather updates into one transaction"
+    )
+    commit_max_updates: int = setting(2000, "a batch this big commits without waiting")
     #: A failed commit is retried after 50 ms, then twice as long each time, up to this.
-    commit_retry_max_delay: float = 5.0
-    #: Shutting down, the journal keeps retrying a failing store this long before giving up.
-    shutdown_flush_timeout: float = 30.0
-    #: Snapshot a document after this many logged updates, or this many seconds.
-    snapshot_every_updates: int = 1000
-    snapshot_every_seconds: float = 300.0
-    #: A document nobody edits stays loaded this long, then is flushed and unloaded.
-    unload_grace_seconds: float = 30.0
+    commit_retry_max_delay: float = setting(5.0, "longest wait, in seconds, between commit retries")
+    shutdown_flush_timeout: float = setting(
+        30.0, "seconds to keep retrying a failing store when shutting down"
+    )
+    snapshot_every_updates: int = setting(
+        1000, "snapshot a document after this many logged updates"
+    )
+    snapshot_every_seconds: float = setting(
+        300.0, "... or this long after its last snapshot, if it changed"
+    )
+    unload_grace_seconds: float = setting(
+        30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
+    )
 
     # History
-    history_enabled: bool = True
-    #: The root that holds a document's text, forced ("text", "prosemirror", ...). Empty:
-    #: read from each document (collab.history.formats: a Y.Text or Y.XmlFragment root).
-    text_root: str = ""
-    #: A new version starts after this quiet gap, or after this many updates.
-    version_gap_seconds: float = 60.0
-    version_max_updates: int = 500
+    history_enabled: bool = setting(True, "keep history (off: only what the current text needs)")
+    #: Empty: read from each document (collab.history.formats: a Y.Text or Y.XmlFragment).
+    text_root: str = setting(
+        "", "force the root that holds a document's text (empty: read it from the document)"
+    )
+    version_gap_seconds: float = setting(60.0, "a quiet gap this long starts a new version")
+    version_max_updates: int = setting(500, "a version also ends after this many updates")
     retention: Retention = field(default_factory=Retention)
-    #: How often the server thins every document's history by ``retention``.
-    retention_interval: float = 3600.0
+    retention_interval: float = setting(
+        3600.0, "seconds between two thinnings of every document's history"
+    )
 
     # Server-side edits (HTTP POST of updates, text edits and restores)
-    #: How long an edit request waits for its update to be durable before it answers 503
-    #: (the update stays accepted and is committed when the store recovers).
-    edit_durable_timeout: float = 30.0
+    #: The edit stays applied and is committed when the store recovers.
+    edit_durable_timeout: float = setting(
+        30.0, "seconds an HTTP edit waits to be durable before it answers 503"
+    )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""
@@ -97,37 +143,172 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        """Build a Config from ``COLLAB_<FIELD>`` variables, then ``overrides``.
+        """Build a Config from ``COLLAB_<NAME>`` variables, then ``overrides``.
 
-        ``COLLAB_PORT=9000`` sets ``port``; ``COLLAB_DB_URL`` sets ``db_url``.
-        Overrides whose value is ``None`` are ignored, so CLI flags that were not
-        given do not shadow the environment.
+        ``COLLAB_PORT=9000`` sets ``port``; ``COLLAB_RETENTION_HOURLY_SECONDS`` sets
+        ``retention.hourly_seconds``. ``overrides`` are parsed values by setting
+        name; those whose value is ``None`` are ignored.
+
+        Raises:
+            ValueError: a variable holds a bad value (the message names it).
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"COLLAB_{f.name.upper()}")
-            if raw is None or f.name == "retention":
-                continue
-            values[f.name] = _parse(f.name, str(f.type), raw)
+        values = read_env(os.environ if environ is None else environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Config:
+        """The defaults with ``values`` (parsed, by setting name) put in.
+
+        Raises:
+            KeyError: a name is not a setting.
+        """
+        known = {s.name: s for s in settings()}
+        nested: dict[tuple[str, ...], dict[str, Any]] = {(): {}}
+        for name, value in values.items():
+            path = known[name].path
+            nested.setdefault(path[:-1], {})[path[-1]] = value
+        top = nested.pop(())
+        for path, changes in nested.items():
+            # One level deep is all Config has; Setting discovery enforces it.
+            top[path[0]] = dataclasses.replace(getattr(_DEFAULT, path[0]), **changes)
+        return cls(**top)
 
 
-def _parse(name: str, type_name: str, raw: str) -> Any:
-    if raw == "" and "None" in type_name:
-        return None
-    try:
-        if type_name.startswith("bool"):
-            if raw.lower() in ("1", "true", "yes", "on"):
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One leaf of :class:`Config`, as a variable and a flag see it."""
+
+    #: Field names from Config down: ``("port",)``, ``("retention", "hourly_seconds")``.
+    path: tuple[str, ...]
+    #: ``str``, ``int``, ``float`` or ``bool``.
+    kind: type
+    #: ``None`` is a valid value (written ``none``, or empty in a variable).
+    optional: bool
+    #: The allowed values of a ``Literal[...]`` field, else empty.
+    choices: tuple[str, ...]
+    default: Any
+    help: str
+
+    @property
+    def name(self) -> str:
+        return "_".join(self.path)
+
+    @property
+    def env(self) -> str:
+        return f"COLLAB_{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, raw: str) -> Any:
+        """The value ``raw`` (a variable's or a flag's text) stands for.
+
+        Booleans are ``1/true/yes/on`` or ``0/false/no/off``; numbers are finite
+        and not negative; ``none`` (or an empty string) is ``None`` where allowed.
+
+        Raises:
+            ValueError: ``raw`` is not such a value; the message quotes it but does
+                not name the setting (the caller knows whether it was a flag).
+        """
+        text = raw.strip()
+        if self.optional and text.lower() in ("", "none"):
+            return None
+        if self.kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
                 return True
-            if raw.lower() in ("0", "false", "no", "off"):
+            if text.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(raw)
-        if type_name.startswith("int"):
-            return int(raw)
-        if type_name.startswith("float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"COLLAB_{name.upper()}={raw!r} is not a valid {type_name}") from None
-    return raw
+            raise ValueError(f"{raw!r} is not a boolean (on/off, true/false, yes/no, 1/0)")
+        if self.kind is int or self.kind is float:
+            try:
+                number = int(text) if self.kind is int else float(text)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number) or number < 0:
+                what = "an integer" if self.kind is int else "a number"
+                raise ValueError(f"{raw!r} is not {what} >= 0{self._or_none()}")
+            return number
+        if self.choices and raw not in self.choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(self.choices)}")
+        return raw
+
+    def show(self, value: Any) -> str:
+        """``value`` written as :meth:`parse` reads it back."""
+        if value is None:
+            return "none"
+        if self.kind is bool:
+            return "on" if value else "off"
+        return str(value)
+
+    def _or_none(self) -> str:
+        return " or none" if self.optional else ""
+
+
+def settings() -> list[Setting]:
+    """Every setting of :class:`Config`, in declaration order (nested ones in place).
+
+    They are found when this module is imported, which raises ``TypeError`` if a
+    field has a type no variable or flag can hold (give it str, int, float or bool,
+    optionally ``| None``, a ``Literal`` of strings, or a frozen dataclass of those)
+    or if two settings would have the same name.
+    """
+    return list(_SETTINGS)
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parsed values, by setting name, of the ``COLLAB_*`` variables in ``environ``.
+
+    Raises:
+        ValueError: a variable holds a bad value (the message names the variable).
+    """
+    values: dict[str, Any] = {}
+    for s in settings():
+        raw = environ.get(s.env)
+        if raw is None:
+            continue
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{s.env}: {exc}") from None
+    return values
+
+
+def _discover(cls: type, prefix: tuple[str, ...], default: Any) -> list[Setting]:
+    found: list[Setting] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = (*prefix, f.name)
+        kind: Any = hints[f.name]
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+            if prefix:
+                raise TypeError(f"{'.'.join(path)}: settings nest one level deep at most")
+            found += _discover(kind, path, value)
+            continue
+        optional = False
+        args = typing.get_args(kind)
+        if isinstance(kind, types.UnionType) and type(None) in args and len(args) == 2:
+            optional = True
+            kind = next(a for a in args if a is not type(None))
+        choices: tuple[str, ...] = ()
+        if typing.get_origin(kind) is Literal and all(isinstance(a, str) for a in args):
+            choices, kind = typing.get_args(kind), str
+        if kind not in (str, int, float, bool):
+            raise TypeError(f"{'.'.join(path)}: a flag cannot hold {hints[f.name]}")
+        help_text = f.metadata.get("help", "")
+        found.append(Setting(path, kind, optional, choices, value, help_text))
+    return found
+
+
+def _unique(found: list[Setting]) -> list[Setting]:
+    names = [s.name for s in found]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise TypeError(f"settings named alike: {', '.join(clashes)}")
+    return found
+
+
+_DEFAULT = Config()
+_SETTINGS = _unique(_discover(Config, (), _DEFAULT))

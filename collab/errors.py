@@ -13,15 +13,20 @@ sensitive.
     CollabError                                           close  HTTP
     ├── ProtocolError        bytes that are not a         1002   400
     │   │                    y-websocket message
-    │   └── InvalidPayload   a well-framed message whose  1007   400
-    │                        content is garbage: a bad state
-    │                        vector, update or awareness
+    │   ├── InvalidPayload   a well-framed message whose  1007   400
+    │   │                    content is garbage: a bad state
+    │   │                    vector, update or awareness
+    │   └── InvalidSignal    a signaling frame that is    1007   400
+    │                        not a y-webrtc JSON message
     ├── MessageTooBig        a frame or body over the     1009   413
     │                        configured maximum
     ├── InvalidName          a path that is not a         1008   400
     │                        document name
     ├── Forbidden            a read-only editor tried     4403   403
-    │                        to write
+    │                        to write, or a signaling peer
+    │                        asked for a topic it may not see
+    ├── LimitExceeded        a signaling peer passed a    1008   429
+    │                        bound: topics, messages/second
     ├── SlowConsumer         an editor's outbox           1013   503
     │                        overflowed
     ├── SessionExpired       an HTTP fallback session     4408   404
@@ -94,6 +99,13 @@ class InvalidPayload(ProtocolError):
     close_code = CloseCode.INVALID_DATA
 
 
+class InvalidSignal(ProtocolError):
+    """Raised by :mod:`collab.wire.signaling`: a frame on ``/signal`` that is not one
+    JSON message of y-webrtc's signaling protocol (not UTF-8, not JSON, wrong shape)."""
+
+    close_code = CloseCode.INVALID_DATA
+
+
 class MessageTooBig(CollabError):
     """A frame or request body larger than ``Config.max_message_size``."""
 
@@ -109,10 +121,19 @@ class InvalidName(CollabError):
 
 
 class Forbidden(CollabError):
-    """A read-only editor sent a document update."""
+    """A read-only editor sent a document update, or a signaling peer subscribed to a
+    topic (a document) it may not see."""
 
     close_code = CloseCode.FORBIDDEN
     http_status = 403
+
+
+class LimitExceeded(CollabError):
+    """A signaling peer passed one of its bounds: too many topics, or too many
+    messages per second (``Config.signal_*``). Only that connection is closed."""
+
+    close_code = CloseCode.POLICY_VIOLATION
+    http_status = 429
 
 
 class SlowConsumer(CollabError):

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from collab.config import Config
 from tests import servers
@@ -23,6 +24,11 @@ from tests.servers import RunningServer
 pytest_plugins = ["tests.store_fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# No wall-clock deadline per example: this machine is shared, and a slow moment is not a
+# failure (Hypothesis's 200 ms default made property tests flaky under load).
+settings.register_profile("collab", deadline=None)
+settings.load_profile("collab")
 
 
 def missing(what: str) -> None:
@@ -43,7 +49,7 @@ def config(tmp_path: Path) -> Config:
     )
 
 
-ServeKind = Callable[[Config], contextlib.AbstractAsyncContextManager[RunningServer]]
+ServeKind = Callable[..., contextlib.AbstractAsyncContextManager[RunningServer]]
 
 
 @pytest.fixture(params=servers.KINDS)

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,15 +26,25 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, port: int, log: Path, kind: str = "native") -> None:
+    def __init__(
+        self,
+        db_url: str,
+        port: int,
+        log: Path,
+        kind: str = "native",
+        flags: Sequence[str] = (),
+        env: Mapping[str, str] = {},
+    ) -> None:
         self.kind = kind
         self.db_url = db_url
         self.port = port
         self.log = log
+        self.flags = list(flags)
+        self.env = dict(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), COLLAB_DB_URL=self.db_url)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "COLLAB_DB_URL": self.db_url, **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -54,7 +64,10 @@ class ServerProcess:
     def command(self) -> list[str]:
         address = ["--host", "127.0.0.1", "--port", str(self.port)]
         if self.kind == "native":
-            return [sys.executable, "-m", "collab", "serve", *address, "--db", self.db_url]
+            return [
+                *(sys.executable, "-m", "collab", "serve", *address, "--db", self.db_url),
+                *self.flags,
+            ]
         return [
             *(sys.executable, "-m", "uvicorn", "--factory", "collab.asgi:from_env", *address),
             *("--http", "httptools", "--ws", "websockets-sansio", "--log-level", "warning"),

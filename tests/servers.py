@@ -87,6 +87,7 @@ def uvicorn_config(app: CollabApp, port: int = 0) -> uvicorn.Config:
         lifespan="on",
         log_level="warning",
         ws_max_size=config.max_message_size,
+        ws_per_message_deflate=False,  # as collab serve: Yjs updates are small binary deltas
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,
     )

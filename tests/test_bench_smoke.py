@@ -26,9 +26,10 @@ async def test_harness_delivers_every_edit_once(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
-    assert result.edits == 2 * 3 * 8
-    assert result.expected == result.edits * 2
-    assert result.missing == 0
-    assert result.delivered == result.expected
+    assert result.edits == 2 * 3 * 8  # 2 s at 4 edits/s by each of 6 editors: not vacuous
+    # Each edit reached both other editors of its document, once, and never its sender.
+    # (Not `missing == 0` or `expected == edits * 2`: the harness computes those from
+    # the very numbers compared here, so they cannot fail on their own.)
+    assert result.delivered == result.edits * 2
     assert result.duplicates == 0
     assert result.echoes == 0

@@ -85,7 +85,7 @@ def test_help_of_every_command() -> None:
         text = ok(command, "--help").decode()
         assert text.startswith(f"usage: collab {command}")
         assert "--db" in text
-    assert "usage:" in failed(code=2)  # no command
+    assert "required: COMMAND (see collab --help)" in failed(code=2)  # no command, one line
     assert "invalid choice" in failed("frobnicate", code=2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pycrdt import Doc, Text
 
@@ -11,7 +13,7 @@ from tests.servers import RunningServer as Server
 from tests.tcp_proxy import tcp_proxy
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get("text", type=Text))
 
 
@@ -53,7 +55,7 @@ async def test_reconnect_after_a_cut_resyncs_only_the_missing_edits(server: Serv
 async def test_offline_edits_made_before_the_first_connection_are_delivered(
     server: Server,
 ) -> None:
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("text", type=Text).insert(0, "written offline")
     async with connect(doc_url(server, "late"), doc=doc) as a:
         await a.wait_synced()
@@ -103,7 +105,7 @@ async def test_a_server_sending_garbage_is_closed_with_a_code_and_reconnected() 
         codes.append(ws.close_code)
 
     async with ws_serve(handler, "127.0.0.1", 0) as bad:
-        port = bad.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = bad.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/x", backoff_initial=0.01) as client:
             await client.wait_synced()
             assert client.connections == 2

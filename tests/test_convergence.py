@@ -31,7 +31,8 @@ operations = st.lists(
 
 
 def text(client: Client) -> Text:
-    return client.doc.get("text", type=Text)
+    value: Text = client.doc.get("text", type=Text)
+    return value
 
 
 async def scenario(ops: list[tuple[int, bool, float, str, int]], db: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -21,13 +22,13 @@ from tests.serverproc import server_process
 from tests.store_fixtures import refuse_inserts, store_url
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get("text", type=Text))
 
 
 async def stored_text(store: Store, name: str) -> str:
     loaded = await store.load(name)
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     if loaded.snapshot is not None:
         doc.apply_update(loaded.snapshot.state)
     for entry in loaded.entries:

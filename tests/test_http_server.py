@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from pycrdt import Text
 
 from collab.asgi import create_app
@@ -20,12 +22,6 @@ from collab.config import Config
 from collab.http.messages import HttpRequest, HttpResponse, json_response
 from collab.http.router import Route, exact
 from tests.servers import RunningServer, uvicorn_config
-
-try:
-    import uvicorn
-    from fastapi import FastAPI
-except ImportError:  # pragma: no cover - test extra
-    FastAPI = None
 
 
 def base(server: RunningServer) -> str:
@@ -161,7 +157,6 @@ async def test_garbage_instead_of_http_gets_400_and_the_server_carries_on(
         assert (await client.get("/api/docs")).status_code == 200
 
 
-@pytest.mark.skipif(FastAPI is None, reason="fastapi is a test dependency")
 @pytest.mark.parametrize("with_lifespan", [True, False])
 async def test_fastapi_app_with_collab_mounted_under_a_prefix(
     config: Config, with_lifespan: bool

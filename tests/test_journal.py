@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -69,7 +70,7 @@ class Editor:
     """A pycrdt Doc with a Text; each edit returns the Yjs update it produced."""
 
     def __init__(self) -> None:
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.text = self.doc.get("text", type=Text)
         self._updates: list[bytes] = []
         self.doc.observe(lambda event: self._updates.append(event.update))
@@ -93,7 +94,7 @@ class Editor:
 
 
 def rebuild(state: bytes | None, updates: Sequence[bytes]) -> str:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     if state is not None:
         doc.apply_update(state)
@@ -115,7 +116,7 @@ async def within(awaitable: Awaitable[Any]) -> Any:
 async def test_many_appends_become_one_transaction(store: Store, prefix: str) -> None:
     counting = CountingStore(store)
     editor, name = Editor(), f"{prefix}-g"
-    async with Journal(counting, Config()) as journal:  # type: ignore[arg-type]
+    async with Journal(counting, Config()) as journal:
         log = journal.open(name, editor.doc.get_update, 0)
         updates = [editor.insert(i, "x") for i in range(500)]
         for update in updates:
@@ -136,7 +137,7 @@ async def test_concurrent_editors_share_transactions(store: Store, prefix: str) 
     editor = Editor()
     # A long window: only reaching commit_max_updates (or a flush) starts a commit.
     config = Config(commit_interval=60.0, commit_max_updates=50)
-    async with Journal(counting, config) as journal:  # type: ignore[arg-type]
+    async with Journal(counting, config) as journal:
         log = journal.open(name, editor.doc.get_update, 0)
 
         async def type_(client: str) -> None:
@@ -176,10 +177,12 @@ async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
             all_fired.set()
 
     try:
-        async with Journal(gated, Config()) as journal:  # type: ignore[arg-type]
+        async with Journal(gated, Config()) as journal:
             log = journal.open(name, editor.doc.get_update, 0)
             for i in range(3):
-                log.append(editor.insert(i, "abc"[i]), "c1", on_durable=lambda i=i: durable(i))
+                log.append(
+                    editor.insert(i, "abc"[i]), "c1", on_durable=functools.partial(durable, i)
+                )
             await within(gated.waiting.wait())  # the commit is about to start, and held
             assert fired == []
             assert await reader.entries(name) == []
@@ -287,7 +290,7 @@ async def test_leaving_the_journal_commits_and_snapshots_every_changed_document(
 async def test_close_snapshots_only_when_something_changed(store: Store, prefix: str) -> None:
     counting = CountingStore(store)
     editor, name = Editor(), f"{prefix}-x"
-    async with Journal(counting, Config()) as journal:  # type: ignore[arg-type]
+    async with Journal(counting, Config()) as journal:
         log = journal.open(name, editor.doc.get_update, 0)
         log.append(editor.insert(0, "hello"), "c1")
         await within(log.close())
@@ -414,7 +417,7 @@ from collab.store.sql import SqlStore
 async def main(url, name):
     store = SqlStore(url)
     await store.open()
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates = []
     doc.observe(lambda event: updates.append(event.update))
@@ -517,7 +520,9 @@ async def test_postgres_going_away_and_coming_back(
             with caplog.at_level(logging.ERROR, logger="collab.journal"):
                 for i in range(1, 6):
                     log.append(
-                        editor.insert(i, "bcdef"[i - 1]), "c1", on_durable=lambda i=i: durable(i)
+                        editor.insert(i, "bcdef"[i - 1]),
+                        "c1",
+                        on_durable=functools.partial(durable, i),
                     )
                 with pytest.raises(StoreError):
                     await within(log.flush())

@@ -9,7 +9,7 @@ Layers, bottom to top (docs/architecture.md draws them):
     core        rooms, sessions, the journal, the gate (never awaits the network)
     http        one router and request/response type
     transports  the only importers of websockets, h11 and ASGI servers
-    top         runtime, server, asgi, cli, client: assembly and entry points
+    top         runtime, server, asgi, cli, flags, client: assembly and entry points
 
 Each layer may import only the layers listed for it in ``ALLOWED``; third-party
 network and database libraries only from the modules named in ``LIBRARIES``.
@@ -33,6 +33,7 @@ TOP = {
     "collab.server",
     "collab.asgi",
     "collab.cli",
+    "collab.flags",
     "collab.client",
 }
 

@@ -32,7 +32,7 @@ def valid_names() -> st.SearchStrategy[str]:
 #: Characters no name may hold: controls, space, punctuation, non-ASCII. Not '%', which
 #: in a raw path starts an escape (``%41`` is ``A``); an encoded '%' (``%25``) is refused.
 outside = st.characters(
-    exclude_characters=ALPHABET + "/%", exclude_categories=("Cs",)
+    exclude_characters=ALPHABET + "/%", exclude_categories=["Cs"]
 ) | st.sampled_from("\t\n\r\x00 é")
 
 

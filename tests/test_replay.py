@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pycrdt import Doc, Text
 
@@ -11,7 +13,7 @@ from collab.store.replay import replay
 
 
 def test_snapshot_then_entries_in_order() -> None:
-    source: Doc = Doc()
+    source: Doc[Any] = Doc()
     text = source.get("text", type=Text)
     text.insert(0, "snap")
     snapshot = Snapshot(seq=1, state=source.get_update(), at=0.0)

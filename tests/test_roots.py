@@ -77,7 +77,9 @@ def test_many_editors_text_is_a_text(edits: list[tuple[int, int, str]]) -> None:
         current = str(text)
         text.insert(len(current[: min(position, len(current))].encode()), piece)
         if position % 3 == 0 and len(current) > 1:
-            del text[0 : len(current[0].encode())]
+            # The first character now (the insert may have put a new one there): pycrdt
+            # counts UTF-8 bytes and panics when a deletion ends inside a character.
+            del text[0 : len(str(text)[0].encode())]
         other = docs[(editor + 1) % 4]
         other.apply_update(docs[editor].get_update(other.get_state()))
     merged: Doc[Any] = Doc()
@@ -85,5 +87,5 @@ def test_many_editors_text_is_a_text(edits: list[tuple[int, int, str]]) -> None:
         merged.apply_update(doc.get_update())
     kinds = root_kinds(merged.get_update())
     expected = str(merged.get("text", type=Text))
-    assert kinds == {"text": "text" if expected else kinds["text"]}
+    assert kinds == {"text": "text" if expected else None}  # all deleted: no kind
     assert roots_json(merged.get_update(), "text") == {"text": expected}

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -72,7 +73,7 @@ async def joined(
 
 
 def edit(text: str) -> bytes:
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("text", type=Text).insert(0, text)
     return protocol.encode(Update(doc.get_update()))
 
@@ -105,7 +106,7 @@ async def test_a_step_1_is_answered_with_what_the_editor_lacks(rooms: Rooms) -> 
     session.receive(protocol.encode(SyncStep1(Doc().get_state())))
     answer = to_bob.messages()[-1]
     assert isinstance(answer, SyncStep2)
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(answer.update)
     assert str(doc.get("text", type=Text)) == "abc"
 

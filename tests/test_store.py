@@ -25,7 +25,9 @@ from tests.store_fixtures import (  # noqa: F401
 )
 
 
-def entry(doc: str, data: bytes, at: float = 1.0, client: str = "c", user: str | None = None):
+def entry(
+    doc: str, data: bytes, at: float = 1.0, client: str = "c", user: str | None = None
+) -> NewEntry:
     return NewEntry(doc=doc, update=data, at=at, client=client, user=user)
 
 

@@ -1,8 +1,10 @@
 """The gate every WebSocket upgrade passes, whichever server carries it.
 
 Before a connection is upgraded, :meth:`Gate.admit` decides from the request
-alone (path, query string, headers) what it may open: a document session, or
-(later) something else at a reserved path. A refusal is a
+alone (path, query string, headers) what it may open: a document session, or,
+at the one reserved path ``/signal``, a WebRTC signaling peer
+(:mod:`collab.core.signaling`). ``signal`` is therefore never a document name
+over WebSocket (``/signal/x`` still names the document ``signal/x``). A refusal is a
 :class:`~collab.errors.CollabError` raised *before* the upgrade, which the
 transport answers as plain HTTP with the error's status and a JSON reason, so a
 refused handshake writes nothing to the store and creates no document. An
@@ -22,12 +24,25 @@ from urllib.parse import parse_qsl
 from collab.config import Config
 from collab.core.rooms import Rooms
 from collab.core.session import Identity, Session, Transport
+from collab.core.signaling import Hub, SignalingPeer, TextTransport, TopicCheck, every_topic
 from collab.names import parse_path
 
-__all__ = ["SAVED_PARAM", "DocumentEntry", "Entry", "Gate", "Receiver"]
+__all__ = [
+    "SAVED_PARAM",
+    "SIGNAL_NAME",
+    "Connection",
+    "DocumentEntry",
+    "Entry",
+    "Gate",
+    "Receiver",
+    "SignalingEntry",
+]
 
 #: Query parameter by which a client asks for durability acknowledgements.
 SAVED_PARAM = "saved"
+
+#: The reserved name of the WebRTC signaling endpoint: ``ws://host:port/signal``.
+SIGNAL_NAME = "signal"
 
 
 class Receiver(Protocol):
@@ -40,10 +55,19 @@ class Receiver(Protocol):
         """The connection is gone (``code``: how it closed, if known). Call once."""
 
 
+class Connection(Transport, TextTransport, Protocol):
+    """What a WebSocket transport offers an entry: binary writes (editors) and text
+    writes (signaling), one close, one count of waiting bytes."""
+
+
 class Entry(Protocol):
     """An admitted upgrade, waiting for its connection."""
 
-    async def start(self, transport: Transport) -> Receiver | None:
+    @property
+    def max_message_size(self) -> int:
+        """The largest message this entry accepts (the transport may enforce it early)."""
+
+    async def start(self, transport: Connection) -> Receiver | None:
         """Open on ``transport``; ``None`` when it could not (the transport is closed)."""
 
 
@@ -57,6 +81,10 @@ class DocumentEntry:
     wants_acks: bool
     identity: Identity
 
+    @property
+    def max_message_size(self) -> int:
+        return self.config.max_message_size
+
     async def start(self, transport: Transport) -> Session | None:
         session = Session(
             transport,
@@ -69,12 +97,31 @@ class DocumentEntry:
         return session if await session.start() else None
 
 
-class Gate:
-    """Admits WebSocket upgrades for one server (native or ASGI)."""
+@dataclass(frozen=True, slots=True)
+class SignalingEntry:
+    """An admitted signaling peer, allowed the topics ``may_subscribe`` admits."""
 
-    def __init__(self, rooms: Rooms, config: Config) -> None:
+    hub: Hub
+    may_subscribe: TopicCheck
+
+    @property
+    def max_message_size(self) -> int:
+        return self.hub.config.signal_max_message_size
+
+    async def start(self, transport: TextTransport) -> SignalingPeer:
+        return self.hub.join(transport, self.may_subscribe)
+
+
+class Gate:
+    """Admits WebSocket upgrades for one server (native or ASGI).
+
+    ``signaling`` is the server's topic hub (one is made when none is given).
+    """
+
+    def __init__(self, rooms: Rooms, config: Config, signaling: Hub | None = None) -> None:
         self.rooms = rooms
         self.config = config
+        self.signaling = signaling if signaling is not None else Hub(config)
 
     def admit(self, path: str, query_string: str, headers: Mapping[str, str]) -> Entry:
         """What the upgrade of raw ``path`` (below the mount point) opens.
@@ -86,6 +133,12 @@ class Gate:
         """
         name = parse_path(path, self.config)
         query = dict(parse_qsl(query_string))
+        if name == SIGNAL_NAME:
+            # Authentication hook (the security issue): y-webrtc can pass only a URL,
+            # so a token comes as ?token=...; check it here, refuse a bad one with
+            # Unauthorized, and give the entry a may_subscribe that admits only the
+            # documents the token covers. Until then every document is open.
+            return SignalingEntry(self.signaling, may_subscribe=every_topic)
         return DocumentEntry(
             name,
             self.rooms,

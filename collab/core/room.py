@@ -175,13 +175,31 @@ class Room:
             raise InvalidPayload("invalid update") from exc
         delta, self._delta = self._delta, None
         if delta is None:
-            # Nothing new (a duplicate, or held back until its dependencies arrive).
+            # The Doc did not change: a duplicate, or held back (pending) until its
+            # dependencies arrive. It is forwarded and logged then, as part of what the
+            # Doc integrates with the update that completes it.
             if peer.wants_acks:
                 self._ack_when_durable(peer)
             return
-        if frame is None:
-            # A step 2 often carries more than was new (a whole delete set):
-            # forward only what the Doc integrated. An update frame goes on as it came.
+        if delta == _EMPTY_UPDATE:
+            # Yrs showed items past a gap in their own client's clock (Yjs holds those
+            # back) and the state vector did not move, so the transaction's update
+            # (everything past the old state vector) names nothing. What arrived holds
+            # those items: forward and log it, so pycrdt editors and a replay show what
+            # this Doc shows. (Rare: one client's updates out of order. A held update
+            # that Yrs shows along with them reaches editors with the next update that
+            # moves the state vector, which then carries everything past the old one.)
+            delta = update
+        if frame is None or delta != update:
+            # Forward what the Doc integrated, not what arrived, whenever they differ:
+            # updates held back for a missing dependency are integrated (and logged)
+            # along with the one that completed them, and editors need them too, or they
+            # never get them. A step 2 often carries much that was not new (a whole
+            # delete set; its frame is a step 2, so it is never forwarded as is). In
+            # order, the Doc integrates exactly the bytes that arrived, so an update
+            # frame goes on as it came: one comparison, no re-encoding. (Measured: of
+            # 2,439 updates typed by two Yjs clients, 2,436 came out byte for byte; the
+            # other three were deletions listing their two clients in another order.)
             frame = protocol.encode(Update(delta))
         self._broadcast(frame, exclude=peer)
         if self._log is not None:
@@ -216,6 +234,10 @@ class Room:
         for peer in self.peers:
             if peer is not exclude:
                 peer.send(frame)
+
+
+#: An update that holds nothing (no structs, no deletions), as lib0 encodes it.
+_EMPTY_UPDATE = b"\x00\x00"
 
 
 def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:

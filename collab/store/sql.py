@@ -93,7 +93,7 @@ _MIGRATIONS: dict[int, list[str]] = {}
 #: Errors that mean "the database failed", as opposed to a bug in this module.
 _FAILURES: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
 try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg  # untyped: see the asyncpg override in pyproject.toml
 
     _FAILURES += (asyncpg.PostgresError, asyncpg.InterfaceError)
 except ImportError:  # pragma: no cover

@@ -348,7 +348,7 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         pending, _ = self._h11.trailing_data
-        protocol = ServerProtocol(state=State.OPEN, max_size=self.config.max_message_size)
+        protocol = ServerProtocol(state=State.OPEN, max_size=entry.max_message_size)
         websocket = WebSocket(self._transport, protocol, self.config)
         # From here on the socket speaks WebSocket: data_received goes to it, even
         # while the document loads (the protocol buffers what arrives meanwhile).

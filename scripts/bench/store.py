@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Doc, Text
 
@@ -63,7 +64,7 @@ def typing(count: int, seed: int = 0) -> list[bytes]:
     docs/performance.md.)
     """
     rnd = random.Random(seed)
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
@@ -86,7 +87,7 @@ def typing(count: int, seed: int = 0) -> list[bytes]:
 async def ours(url: str, editors: list[list[bytes]], flush_every: int, config: Config) -> float:
     store = SqlStore(url)
     await store.open()
-    server = Doc()
+    server: Doc[Any] = Doc()
     name = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         async with Journal(store, config) as journal:
@@ -120,7 +121,7 @@ def pycrdt_store_class(path: Path) -> type:
 
 
 async def theirs(path: Path, editors: list[list[bytes]]) -> float:
-    server = Doc()
+    server: Doc[Any] = Doc()
     async with pycrdt_store_class(path)(f"bench-{uuid.uuid4().hex[:8]}") as ystore:
 
         async def editor(updates: list[bytes]) -> None:
@@ -144,7 +145,7 @@ async def median_ms(repeat: int, run: Callable[[], Awaitable[None]]) -> float:
 
 
 def state_after(updates: list[bytes]) -> bytes:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     for update in updates:
         doc.apply_update(update)
     return doc.get_update()

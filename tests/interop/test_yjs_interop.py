@@ -40,7 +40,8 @@ def base_url(server: Server) -> str:
 
 
 def text_of(client: Client) -> Text:
-    return client.doc.get("text", type=Text)
+    text: Text = client.doc.get("text", type=Text)
+    return text
 
 
 async def wait_text(client: Client, expected: str, seconds: float = 5.0) -> None:
@@ -197,7 +198,7 @@ async def test_pycrdt_provider_co_edits_with_a_stock_yjs_peer(collab_server: Ser
             return message
 
     url = base_url(collab_server)
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     async with (
         ws_connect(f"{url}/pycrdt") as ws,
