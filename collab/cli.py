@@ -1,4 +1,4 @@
-"""The ``collab`` command: run the server, and read, export, import or delete history.
+"""The ``collab`` command: run the server, and read, export, import, restore or delete history.
 
 Every subcommand but ``serve`` and ``migrate`` opens the store named by ``--db``
 (default: the ``db_url`` of :class:`~collab.config.Config`, i.e. ``COLLAB_DB_URL``
@@ -10,6 +10,12 @@ line on stderr and exit with 1, or 2 for usage errors (a bad flag or ``COLLAB_*`
 variable); never a traceback.
 Texts and exports are written to stdout byte for byte: ``collab export DOC
 --format txt`` prints exactly the document's text, without an added newline.
+
+``collab restore DOC --to N`` goes through a running server's HTTP API when given
+``--server URL`` (live editors see the restore at once). Without it, it writes the
+restore to the store itself, and refuses when a server listens at the configured
+address (``COLLAB_HOST``/``COLLAB_PORT``): a server holding the document would never
+see an entry written behind its back, and its next snapshot would drop it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,10 +36,11 @@ from typing import Any, NoReturn
 from collab.config import Config
 from collab.errors import CollabError, InvalidRequest
 from collab.flags import add_settings, config_from
+from collab.history import patch
 from collab.history import versions as history
 from collab.history.export import FORMATS, Export, export, import_archive
 from collab.names import NAME_RULE, valid_name
-from collab.store import DocumentInfo, Store, store_from_url
+from collab.store import DocumentInfo, NewEntry, Store, store_from_url
 from collab.store.sql import SqlStore
 
 __all__ = ["READ_SETTINGS", "main", "parser"]
@@ -160,6 +169,19 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE", help="archive file ('-' for stdin)")
     imp.add_argument("--as", dest="name", metavar="NAME", help="import under another name")
 
+    restore = add(
+        "restore",
+        "restore an old version",
+        "Make the document equal an old version again, as one new change recorded in its "
+        "history (undo it by restoring the version before it). With --server, through that "
+        "running server, so live editors see it at once; without, straight into the store, "
+        "which is refused while a server listens at the configured host and port.",
+    )
+    restore.add_argument("doc", metavar="DOC", help="document name")
+    restore.add_argument("--to", required=True, metavar="VERSION|TIME", help=_AT_HELP)
+    restore.add_argument("--server", metavar="URL", help="a running server, http://host:port")
+    restore.add_argument("--author", metavar="NAME", help="who restores (recorded in history)")
+
     delete = add(
         "delete",
         "delete a document",
@@ -255,6 +277,10 @@ async def _command(args: argparse.Namespace, config: Config, store: Store) -> No
             raise InvalidRequest(f"{args.file} is not JSON: {exc}") from None
         name = await import_archive(store, data, name=args.name, config=config)
         print(f"imported {name} ({len(data['entries'])} log entries)", file=sys.stderr)
+    elif args.command == "restore":
+        assert doc is not None
+        seq, version_id = await _restore(store, config, doc, args.to, args.author)
+        print(f"restored {doc} to version {version_id} (seq {seq})", file=sys.stderr)
     elif args.command == "delete":
         assert doc is not None
         await history.check_document(store, doc)
@@ -268,6 +294,51 @@ async def _command(args: argparse.Namespace, config: Config, store: Store) -> No
                 raise _Failure("not deleted")
         await history.delete(store, doc)
         print(f"deleted {doc}", file=sys.stderr)
+
+
+def _listening(config: Config) -> bool:
+    try:
+        with socket.create_connection((config.host, config.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _restore(
+    store: Store, config: Config, doc: str, to: str, author: str | None
+) -> tuple[int, int]:
+    """Restore ``doc`` to version ``to`` in the store itself; return (seq, version id)."""
+    at = history.parse_at(to)
+    if await asyncio.to_thread(_listening, config):
+        raise _Failure(
+            f"a server is listening on {config.host}:{config.port}: restore through it with "
+            f"--server http://{config.host}:{config.port} (a restore written to the store "
+            "behind a server's back is lost at its next snapshot)"
+        )
+    target, version = await history.state_at(store, config, doc, at)
+    if version is None:
+        raise InvalidRequest(f"{doc!r} has no versions to restore")
+    live = await history.doc_at(store, doc, None)
+    update = patch.converge(live, target)
+    changed: list[object] = []
+    subscription = live.observe(changed.append)  # fires only for a transaction that changed
+    live.apply_update(update)
+    live.unobserve(subscription)
+    if not changed:  # already equal: nothing to record
+        info = await store.document(doc)
+        return (info.last_seq if info else 0), version.id
+    entry = NewEntry(doc, update, time.time(), f"{history.RESTORE_CLIENT}{version.id}", author)
+    [seq] = await store.append([entry])
+    return seq, version.id
+
+
+async def _restore_remote(args: argparse.Namespace) -> None:
+    client = importlib.import_module("collab.client")
+    to: str = args.to.strip()
+    seq, version_id = await client.restore(
+        args.server, args.doc, int(to) if to.isdigit() else to, author=args.author
+    )
+    print(f"restored {args.doc} to version {version_id} (seq {seq})", file=sys.stderr)
 
 
 def _save(output: Path, result: Export) -> Path:
@@ -345,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             _configure_logging(args.log_level)
             # Imported here: the server pulls in websockets, which the history tools do not need.
             importlib.import_module("collab.server").run(config)
+            return
+        if args.command == "restore" and args.server:
+            asyncio.run(_restore_remote(args))
             return
         asyncio.run(_run(args, config))
     except CollabError as exc:

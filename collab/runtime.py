@@ -25,7 +25,7 @@ from collab.core.journal import Journal
 from collab.core.rooms import Rooms
 from collab.errors import CollabError
 from collab.history import versions as history
-from collab.http import api, pages
+from collab.http import api, edits, pages
 from collab.http.router import Router
 from collab.store import Store, store_from_url
 
@@ -66,9 +66,10 @@ class Runtime:
                 log.error("retention failed: %s", exc.reason)
 
 
-def build_router(config: Config, store: Store) -> Router:
-    """The router of pages and the history API (transports may add routes)."""
-    return Router([pages.route(), api.route(store, config)])
+def build_router(config: Config, store: Store, rooms: Rooms) -> Router:
+    """The router of pages, server-side edits and the history API (transports may add
+    routes). The edit routes come before the API's, whose prefix would hold their paths."""
+    return Router([pages.route(), *edits.routes(rooms, store, config), api.route(store, config)])
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +90,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
                 the_store,
                 journal,
                 rooms,
-                build_router(config, the_store),
+                build_router(config, the_store, rooms),
                 Gate(rooms, config),
             )
             runtime.tasks = [
