@@ -22,6 +22,9 @@ import json
 import logging
 import random
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -329,3 +332,115 @@ async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
     client = Client(url, **options)
     async with client:
         yield client
+
+
+# -- one-shot edits over HTTP -----------------------------------------------------------------
+
+
+class EditFailed(CollabError):
+    """The server refused a one-shot edit; ``status`` is its HTTP status (0: unreachable)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.http_status = status
+
+
+def _endpoint(url: str, doc: str, action: str) -> str:
+    """``http(s)://host:port[/prefix]/api/docs/<doc>/<action>`` from a server URL."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) or ws(s) server URL: {url!r}")
+    path = "/".join(urllib.parse.quote(segment, safe="") for segment in doc.split("/"))
+    base = parts.path.rstrip("/")
+    return f"{scheme}://{parts.netloc}{base}/api/docs/{path}/{action}"
+
+
+def _post(endpoint: str, body: bytes, content_type: str, timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(
+        endpoint, data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            value: dict[str, Any] = json.loads(response.read())
+            return value
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = str(json.loads(exc.read()).get("error", exc.reason))
+        except (ValueError, AttributeError):
+            reason = str(exc.reason)
+        raise EditFailed(exc.code, reason) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise EditFailed(0, f"cannot reach {endpoint}: {exc}") from None
+
+
+async def edit(
+    url: str,
+    doc: str,
+    *,
+    insert: tuple[int, str] | None = None,
+    delete: tuple[int, int] | None = None,
+    replace: str | None = None,
+    base: int | None = None,
+    update: bytes | None = None,
+    author: str | None = None,
+    timeout: float = 60.0,
+) -> int:
+    """Make one edit to ``doc`` on the server at ``url`` without connecting as an editor.
+
+    Give exactly one of ``insert=(index, text)``, ``delete=(index, length)``,
+    ``replace=text`` (with ``base``: the seq of the text it was derived from) or
+    ``update=bytes`` (a Yjs update). ``url`` is the server (``http://host:8000`` or
+    its ``ws://`` address). Returns the edit's log seq, once it is durable.
+    Raises :class:`EditFailed` with the server's status and reason.
+
+    Uses the standard library (urllib, in a worker thread): a one-shot request
+    needs no connection pool, and the client then needs no HTTP dependency.
+    """
+    given = [value for value in (insert, delete, replace, update) if value is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of insert, delete, replace or update")
+    query = f"?{urllib.parse.urlencode({'author': author})}" if author else ""
+    if update is not None:
+        endpoint = _endpoint(url, doc, "update") + query
+        body, content_type = update, "application/octet-stream"
+    else:
+        spec: dict[str, Any]
+        if insert is not None:
+            spec = {"insert": {"index": insert[0], "text": insert[1]}}
+        elif delete is not None:
+            spec = {"delete": {"index": delete[0], "length": delete[1]}}
+        else:
+            spec = {"replace": replace}
+            if base is not None:
+                spec["base"] = base
+        endpoint = _endpoint(url, doc, "text") + query
+        body, content_type = json.dumps(spec).encode("utf-8"), "application/json"
+    reply = await asyncio.to_thread(_post, endpoint, body, content_type, timeout)
+    return int(reply["seq"])
+
+
+async def restore(
+    url: str,
+    doc: str,
+    version: int | str,
+    *,
+    author: str | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, int]:
+    """Restore ``doc`` to ``version`` (an id, or an ISO-8601 time) on the server at ``url``.
+
+    Returns ``(seq, restored_from)``: the restore's log seq (durable) and the id of
+    the version it brought back. Raises :class:`EditFailed`.
+    """
+    spec: dict[str, Any] = {"version": version} if isinstance(version, int) else {"at": version}
+    if author:
+        spec["author"] = author
+    reply = await asyncio.to_thread(
+        _post,
+        _endpoint(url, doc, "restore"),
+        json.dumps(spec).encode(),
+        "application/json",
+        timeout,
+    )
+    return int(reply["seq"]), int(reply["restored_from"])

@@ -108,6 +108,10 @@ class Config:
         "sqlite:///collab.db",
         "store URL: sqlite:///path.db, postgresql://user@host/db or memory://",
     )
+    #: Never rebuilt: an older store is upgraded in place or refused.
+    auto_migrate: bool = setting(
+        True, "upgrade an older store's schema at start (off: refuse, run `collab migrate`)"
+    )
     commit_interval: float = setting(
         0.05, "group commit: seconds to gather updates into one transaction"
     )
@@ -129,12 +133,21 @@ class Config:
 
     # History
     history_enabled: bool = setting(True, "keep history (off: only what the current text needs)")
-    text_root: str = setting("text", "name of the root Y.Text that holds a document's text")
+    #: Empty: read from each document (collab.history.formats: a Y.Text or Y.XmlFragment).
+    text_root: str = setting(
+        "", "force the root that holds a document's text (empty: read it from the document)"
+    )
     version_gap_seconds: float = setting(60.0, "a quiet gap this long starts a new version")
     version_max_updates: int = setting(500, "a version also ends after this many updates")
     retention: Retention = field(default_factory=Retention)
     retention_interval: float = setting(
         3600.0, "seconds between two thinnings of every document's history"
+    )
+
+    # Server-side edits (HTTP POST of updates, text edits and restores)
+    #: The edit stays applied and is committed when the store recovers.
+    edit_durable_timeout: float = setting(
+        30.0, "seconds an HTTP edit waits to be durable before it answers 503"
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -27,7 +27,7 @@ from collab.core.journal import Journal
 from collab.core.rooms import Rooms
 from collab.errors import CollabError
 from collab.history import versions as history
-from collab.http import api, pages
+from collab.http import api, edits, pages
 from collab.http.router import Router
 from collab.store import Store, store_from_url
 from collab.transports.fallback import Fallback
@@ -75,9 +75,10 @@ class Runtime:
                 log.error("retention failed: %s", exc.reason)
 
 
-def build_router(config: Config, store: Store) -> Router:
-    """The router of pages and the history API (transports may add routes)."""
-    return Router([pages.route(), api.route(store, config)])
+def build_router(config: Config, store: Store, rooms: Rooms) -> Router:
+    """The router of pages, server-side edits and the history API (transports may add
+    routes). The edit routes come before the API's, whose prefix would hold their paths."""
+    return Router([pages.route(), *edits.routes(rooms, store, config), api.route(store, config)])
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +86,9 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     """Open the store (unless one is passed in, which the caller opens and closes),
     the journal and the rooms; on exit, unload every room (flush and snapshot)."""
     own_store = store is None
-    the_store = store_from_url(config.db_url) if store is None else store
+    the_store = (
+        store_from_url(config.db_url, auto_migrate=config.auto_migrate) if store is None else store
+    )
     if own_store:
         await the_store.open()
     try:
@@ -93,7 +96,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             rooms = Rooms(config, the_store, journal)
             gate = Gate(rooms, config)
             fallback = Fallback(gate, config)
-            router = build_router(config, the_store)
+            router = build_router(config, the_store, rooms)
             router.add(fallback.route())
             runtime = Runtime(config, the_store, journal, rooms, router, gate, fallback)
             runtime.tasks = [

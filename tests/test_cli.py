@@ -18,7 +18,7 @@ from collab.store.sql import SqlStore
 from tests.history_fixtures import Editors
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["serve", "docs", "history", "show", "diff", "export", "import", "delete"]
+COMMANDS = ["serve", "docs", "history", "show", "diff", "export", "import", "delete", "migrate"]
 TEXT = "Title\n\nnaïve 中文 😀 e\u0301"
 
 

@@ -79,6 +79,7 @@ async def test_docs_and_versions(api_store: SqlStore) -> None:
         "contributors",
         "first_seq",
         "last_seq",
+        "restored_from",
     }
 
 

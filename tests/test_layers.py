@@ -55,6 +55,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "uvicorn": ("collab.transports.",),
     "starlette": ("collab.transports.",),
     "sqlalchemy": ("collab.store.",),
+    "alembic": ("collab.store.",),
     "redis": ("collab.fanout.",),
 }
 

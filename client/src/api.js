@@ -20,8 +20,8 @@ export function docPath (name) {
   return name.split('/').map((segment) => enc(segment).replace(/%(3A|40|2B|3D|2C)/g, decodeURIComponent)).join('/')
 }
 
-async function request (path) {
-  const response = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' })
+async function request (path, init = {}) {
+  const response = await fetch(path, { headers: { Accept: 'application/json', ...init.headers }, cache: 'no-store', ...init })
   const type = response.headers.get('content-type') || ''
   const body = type.includes('json') ? await response.json() : await response.text()
   if (!response.ok) {
@@ -45,13 +45,14 @@ export async function listDocuments () {
   return docs.sort((x, y) => (y.updated?.getTime() ?? 0) - (x.updated?.getTime() ?? 0) || x.name.localeCompare(y.name))
 }
 
-/** Versions of `doc`, newest first: [{id, at: Date|null, size, users: string[]}]. */
+/** Versions of `doc`, newest first: [{id, at: Date|null, size, users: string[], restoredFrom}]. */
 export async function listVersions (doc) {
   const versions = list(await request(`/api/docs/${docPath(doc)}/versions`), 'versions').map((v) => ({
     id: String(v.id ?? v.version ?? v.seq),
     at: toDate(v.timestamp ?? v.time ?? v.at ?? v.created_at ?? v.created),
     size: v.size ?? v.length ?? null,
-    users: (v.users ?? v.contributors ?? v.authors ?? []).map(personName).filter(Boolean)
+    users: (v.users ?? v.contributors ?? v.authors ?? []).map(personName).filter(Boolean),
+    restoredFrom: v.restored_from ?? null
   }))
   return versions.sort((x, y) => (y.at?.getTime() ?? 0) - (x.at?.getTime() ?? 0))
 }
@@ -60,6 +61,19 @@ export async function listVersions (doc) {
 export async function fetchText (doc, at = null) {
   const body = await request(`/api/docs/${docPath(doc)}/text${at === null ? '' : `?at=${enc(at)}`}`)
   return typeof body === 'string' ? body : String(body.text ?? '')
+}
+
+/**
+ * Make `doc` equal version `version` again: one new change, recorded in its history
+ * as a restore by `author`, that live editors see at once. Resolves to {seq, restored_from}.
+ */
+export async function restoreVersion (doc, version, author = null) {
+  const body = { version: Number(version), ...(author ? { author } : {}) }
+  return request(`/api/docs/${enc(doc)}/restore`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body)
+  })
 }
 
 /** The URL that downloads `doc` (at version `at`, if given) as txt, md or json. */

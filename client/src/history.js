@@ -1,9 +1,11 @@
 // The history page: the versions of one document, the text of the chosen version,
-// its diff against the current text, and downloads of the exports. Read-only: it
-// uses the HTTP API and never opens the live document.
+// its diff against the current text, and downloads of the exports. It uses the HTTP
+// API and never opens the live document; its one write is "Restore this version"
+// (after a confirmation), which the server applies as a new change editors see at once.
 
-import { exportUrl, fetchText, formatWhen, listVersions } from './api.js'
+import { exportUrl, fetchText, formatWhen, listVersions, restoreVersion } from './api.js'
 import { lineDiff } from './linediff.js'
+import { rememberedName } from './presence.js'
 
 const FORMATS = [['txt', 'Plain text'], ['md', 'Markdown'], ['json', 'JSON']]
 
@@ -27,6 +29,7 @@ export async function mountHistory (root, docName) {
   const statsEl = root.querySelector('#diff-stats')
   const downloadsEl = root.querySelector('#downloads')
   const panel = root.querySelector('#version-panel')
+  const restoreEl = root.querySelector('#restore')
 
   let versions
   try {
@@ -64,12 +67,29 @@ export async function mountHistory (root, docName) {
       a.textContent = `Download ${label}`
       return a
     }))
+    if (restoreEl) {
+      restoreEl.hidden = index === 0 // the latest version is what the document is now
+      restoreEl.onclick = () => restore(v)
+    }
     textEl.textContent = 'Loading…'
     diffEl.replaceChildren()
     const [text, now] = await Promise.all([fetchText(docName, v.id), currentText()])
     if (selection !== index) return // the user chose another version meanwhile
     textEl.textContent = text
     renderDiff(text, now)
+  }
+
+  const restore = async (v) => {
+    if (!window.confirm(`Restore version ${v.id}? The document becomes what it was then, for everyone editing it; the restore is kept in the history and can be undone by restoring the version before it.`)) return
+    restoreEl.disabled = true
+    try {
+      await restoreVersion(docName, v.id, rememberedName())
+      await mountHistory(root, docName) // the restore is the newest version now
+    } catch (err) {
+      statsEl.textContent = `Restore failed: ${err.message}`
+    } finally {
+      restoreEl.disabled = false
+    }
   }
 
   const renderDiff = (before, after) => {
@@ -101,6 +121,12 @@ export async function mountHistory (root, docName) {
       const badge = document.createElement('span')
       badge.className = 'badge'
       badge.textContent = 'latest'
+      title.append(badge)
+    }
+    if (v.restoredFrom !== null) {
+      const badge = document.createElement('span')
+      badge.className = 'badge restored'
+      badge.textContent = `restored version ${v.restoredFrom}`
       title.append(badge)
     }
     const meta = document.createElement('span')

@@ -43,6 +43,12 @@ export function loadName (clientID) {
   return `${pick(ADJECTIVES, clientID >> 4)} ${pick(ANIMALS, clientID)}`
 }
 
+/** The name the user chose, or null when they never chose one. */
+export function rememberedName () {
+  const stored = storage()?.getItem(NAME_KEY)
+  return stored && stored.trim() ? stored.trim() : null
+}
+
 export function saveName (name) {
   storage()?.setItem(NAME_KEY, name)
 }

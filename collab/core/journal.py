@@ -108,6 +108,7 @@ class DocumentLog:
 
         ``on_durable`` is called (from the committer task, in append order) once
         the transaction holding the update has committed; never if it did not.
+        While it runs, :attr:`last_seq` is the seq the store gave this update.
         Raises :class:`JournalClosed` once :meth:`close` has begun.
         """
         if self._closing:
@@ -395,18 +396,22 @@ class Journal:
         now = time.monotonic()
         done = [self._queue.popleft() for _ in range(batch.count)]
         self._committed = batch.last_ticket
+        latest: dict[DocumentLog, int] = {}
         for pending, seq in zip(done, seqs, strict=True):
             pending.log._durable += 1
-            pending.log._last_seq = seq
+            latest[pending.log] = seq
         for log, mark in batch.marks.items():
             log._snapshot_mark = mark
             log._snapshot_time = now
-        for pending in done:
+        for pending, seq in zip(done, seqs, strict=True):
             if pending.on_durable is not None:
+                pending.log._last_seq = seq  # what the callback reads as its update's seq
                 try:
                     pending.on_durable()
                 except Exception:
                     logger.exception("an on_durable callback of %r failed", pending.entry.doc)
+        for log, seq in latest.items():
+            log._last_seq = seq
         if self._ticket_callbacks:
             due = [cb for ticket, cb in self._ticket_callbacks if ticket <= self._committed]
             self._ticket_callbacks = [

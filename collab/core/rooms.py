@@ -28,6 +28,9 @@ log = logging.getLogger("collab.rooms")
 class ClosableLog(Log, Protocol):
     async def close(self) -> None: ...
 
+    @property
+    def last_seq(self) -> int: ...
+
 
 class LogFactory(Protocol):
     """What rooms need of the journal: a log per loaded document."""
@@ -72,6 +75,11 @@ class Rooms:
     def get(self, name: str) -> Room | None:
         """The loaded room of ``name``, if any (does not load it)."""
         return self._rooms.get(name)
+
+    def last_seq(self, name: str) -> int:
+        """The seq of loaded ``name``'s latest durable log entry (in an ``on_durable``
+        callback: the seq of that callback's update). Raises ``KeyError`` if not loaded."""
+        return self._logs[name].last_seq
 
     async def acquire(self, name: str) -> Room:
         """The room of ``name``, loaded from the store if needed. Pair with :meth:`release`.

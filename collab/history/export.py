@@ -2,12 +2,19 @@
 
 Formats of one version (see docs/history.md for examples):
 
-- ``txt``: exactly the text, byte for byte (UTF-8), nothing added, not even a newline.
+- ``txt``: exactly the text (UTF-8) as :func:`collab.history.formats.text_of` reads
+  it: a Y.Text byte for byte, nothing added, not even a newline; an XML fragment's
+  blocks; the JSON of maps and arrays.
 - ``md``: a YAML front matter block (``doc``, ``version``, ``at``, ``contributors``, each
-  value JSON-quoted, which is valid YAML) between ``---`` lines, then the text exactly.
+  value JSON-quoted, which is valid YAML) between ``---`` lines, then the Markdown
+  (:func:`~collab.history.formats.markdown_of`: a plain Y.Text exactly, formatted
+  text and XML converted).
 - ``json``: ``{"format": "collab.version", "doc", "version", "at", "at_iso", "size",
-  "contributors", "text", "roots"}`` where ``roots`` holds every root type of the
-  document as JSON (text as a string, map as an object, array as a list, XML as a string).
+  "contributors", "root", "root_format", "text", "markdown", "roots"}`` where ``root``
+  names the text's root (``null`` for maps and arrays), ``root_format`` says how it was
+  read (``text``, ``rich-text``, ``xml``, ``json``, ``empty``) and ``roots`` holds every
+  root type of the document as JSON (text as a string, map as an object, array as a
+  list, XML as a string).
 
 An archive (``format: "collab.archive"``) holds the document's log itself: each entry's
 update (base64) with its seq, time, client and user, and every snapshot. Importing
@@ -26,10 +33,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pycrdt import Doc, Text
+from pycrdt import Doc
 
 from collab.config import Config
 from collab.errors import CollabError, DocumentExists, InvalidRequest
+from collab.history import formats
 from collab.history import versions as history
 from collab.history.roots import roots_json
 from collab.names import NAME_RULE, valid_name
@@ -101,7 +109,8 @@ async def export(
         body = json.dumps(await archive(store, doc), ensure_ascii=False, indent=1)
         return Export(body.encode("utf-8"), "application/json", f"{file_stem(doc)}.archive.json")
     replay, version = await history.state_at(store, config, doc, at)
-    text = str(replay.get(config.text_root, type=Text))
+    reading = formats.read(replay, config)
+    text = formats.text_of(replay, config, reading)
     suffix = f"@{version.id}" if version and at is not None else ""
     if fmt == "txt":
         return Export(
@@ -117,7 +126,7 @@ async def export(
         front = "".join(
             f"{key}: {json.dumps(value, ensure_ascii=False)}\n" for key, value in meta.items()
         )
-        body = f"---\n{front}---\n{text}"
+        body = f"---\n{front}---\n{formats.markdown_of(replay, config, reading)}"
         return Export(
             body.encode("utf-8"), "text/markdown; charset=utf-8", f"{file_stem(doc)}{suffix}.md"
         )
@@ -129,8 +138,11 @@ async def export(
         "at_iso": meta["at"],
         "size": len(text),
         "contributors": meta["contributors"],
+        "root": reading.root,
+        "root_format": reading.format,
         "text": text,
-        "roots": roots_json(replay.get_update(), config.text_root),
+        "markdown": formats.markdown_of(replay, config, reading),
+        "roots": roots_json(replay.get_update(), reading.root if reading.kind == "text" else None),
     }
     body = json.dumps(value, ensure_ascii=False, indent=1)
     return Export(body.encode("utf-8"), "application/json", f"{file_stem(doc)}{suffix}.json")

@@ -233,15 +233,16 @@ def root_kinds(update: bytes) -> dict[str, Kind | None]:
 _TYPES: dict[Kind, type[Any]] = {"text": Text, "map": Map, "array": Array, "xml": XmlFragment}
 
 
-def roots_json(state: bytes, text_root: str) -> dict[str, Any]:
+def roots_json(state: bytes, text_root: str | None = None) -> dict[str, Any]:
     """Every root of the document whose full state is ``state``, as JSON values.
 
     A text becomes a string, a map an object, an array a list, an XML fragment its
     XML string; a root without a kind (all deleted) becomes ``None``. ``text_root``
-    is always read as a text, even when the document never held one.
+    (if given) is always read as a text, even when the document never held one.
     """
     kinds: dict[str, Kind | None] = dict(root_kinds(state))
-    kinds[text_root] = "text"
+    if text_root is not None:
+        kinds[text_root] = "text"
     doc: Doc[Any] = Doc()
     doc.apply_update(state)
     result: dict[str, Any] = {}

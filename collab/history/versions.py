@@ -15,6 +15,12 @@ the text at that version in Unicode code points (``len(str)``, not bytes); its
 else the client id. With ``config.history_enabled`` false, the whole log is one
 version: only the current state is visible, and it is the only valid ``at``.
 
+A version's text is what the document reads as (:mod:`collab.history.formats`):
+the text of its Y.Text or XML root, whichever editor wrote it, or the JSON of its
+maps and arrays. A restore (an entry whose client is ``restore:<N>``, written by
+a server-side restore of version N) is a version of its own, with
+``restored_from`` set.
+
 Old texts are rebuilt from the latest snapshot at or before the version plus the
 log entries after it, up to the version's last seq (CRDT updates are idempotent,
 so a snapshot that already holds some of those entries does no harm).
@@ -34,10 +40,12 @@ from pycrdt import Doc, Text, TextEvent, merge_updates
 
 from collab.config import Config
 from collab.errors import InvalidRequest, StoreError, UnknownDocument
+from collab.history import formats
 from collab.store import LogEntry, Store
 from collab.store.replay import apply_entry, replay
 
 __all__ = [
+    "RESTORE_CLIENT",
     "At",
     "Span",
     "Version",
@@ -52,10 +60,15 @@ __all__ = [
     "iso",
     "parse_at",
     "resolve",
+    "restored_from",
     "state_at",
     "text_at",
     "versions",
 ]
+
+
+#: The log client of a restore entry: ``restore:<version id>`` (see collab.http.edits).
+RESTORE_CLIENT = "restore:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,7 @@ class Version:
     contributors: list[str]
     first_seq: int
     last_seq: int
+    restored_from: int | None = None  # a restore: the version it brought back
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +92,7 @@ class Version:
             "contributors": list(self.contributors),
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "restored_from": self.restored_from,
         }
 
 
@@ -137,15 +152,30 @@ def authors(entry: LogEntry) -> list[str]:
     return [name for name in names.split(",") if name]
 
 
+def restored_from(entry: LogEntry) -> int | None:
+    """The version a restore entry brought back; ``None`` for any other entry."""
+    client = entry.client
+    if not client.startswith(RESTORE_CLIENT) or "," in client:
+        return None
+    number = client[len(RESTORE_CLIENT) :]
+    return int(number) if number.isdigit() else None
+
+
 def cut(entries: Sequence[LogEntry], config: Config) -> list[list[LogEntry]]:
-    """Group log entries (in seq order) into versions. Pure: no store, no replay."""
+    """Group log entries (in seq order) into versions. Pure: no store, no replay.
+
+    A restore entry is a version of its own.
+    """
     if not config.history_enabled:
         return [list(entries)] if entries else []
     groups: list[list[LogEntry]] = []
     current: list[LogEntry] = []
     for entry in entries:
+        restore = restored_from(entry) is not None
         if current and (
-            len(current) >= config.version_max_updates
+            restore
+            or restored_from(current[-1]) is not None
+            or len(current) >= config.version_max_updates
             or entry.at - current[-1].at > config.version_gap_seconds
         ):
             groups.append(current)
@@ -154,6 +184,10 @@ def cut(entries: Sequence[LogEntry], config: Config) -> list[list[LogEntry]]:
     if current:
         groups.append(current)
     return groups
+
+
+def _restore_of(group: list[LogEntry]) -> int | None:
+    return restored_from(group[0]) if len(group) == 1 else None
 
 
 def _metadata(groups: list[list[LogEntry]]) -> list[tuple[list[LogEntry], float, list[str]]]:
@@ -180,7 +214,6 @@ async def versions(store: Store, config: Config, doc: str) -> list[Version]:
     await check_document(store, doc)
     entries = await store.entries(doc)
     rebuilt: Doc[Any] = Doc()
-    text = rebuilt.get(config.text_root, type=Text)
     result = []
     for group, at, contributors in _metadata(cut(entries, config)):
         for entry in group:
@@ -189,10 +222,11 @@ async def versions(store: Store, config: Config, doc: str) -> list[Version]:
             Version(
                 id=group[-1].seq,
                 at=at,
-                size=len(str(text)),
+                size=len(formats.text_of(rebuilt, config)),
                 contributors=contributors,
                 first_seq=group[0].seq,
                 last_seq=group[-1].seq,
+                restored_from=_restore_of(group),
             )
         )
     return result
@@ -202,7 +236,9 @@ async def _light_versions(store: Store, config: Config, doc: str) -> list[Versio
     """Versions without sizes (``size == -1``): no replay, for resolving ``At``."""
     await check_document(store, doc)
     return [
-        Version(group[-1].seq, at, -1, contributors, group[0].seq, group[-1].seq)
+        Version(
+            group[-1].seq, at, -1, contributors, group[0].seq, group[-1].seq, _restore_of(group)
+        )
         for group, at, contributors in _metadata(cut(await store.entries(doc), config))
     ]
 
@@ -253,7 +289,7 @@ async def state_at(
     replay = await doc_at(store, doc, version.last_seq if version else None)
     if version is None:
         return replay, None
-    size = len(str(replay.get(config.text_root, type=Text)))
+    size = len(formats.text_of(replay, config))
     return replay, dataclasses.replace(version, size=size)
 
 
@@ -262,7 +298,7 @@ async def text_at(
 ) -> tuple[str, Version | None]:
     """The text of ``doc`` at ``at`` (default: now), and the version that is."""
     replay, version = await state_at(store, config, doc, at)
-    return str(replay.get(config.text_root, type=Text)), version
+    return formats.text_of(replay, config), version
 
 
 async def diff(
@@ -281,7 +317,7 @@ async def diff(
         version = resolve(found, point)
         compared.append(version)
         replay = await doc_at(store, doc, version.last_seq if version else None)
-        texts.append(str(replay.get(config.text_root, type=Text)))
+        texts.append(formats.text_of(replay, config))
         labels.append(f"{doc}@{version.id if version else 0}")
     lines = difflib.unified_diff(
         texts[0].splitlines(keepends=True),
@@ -351,6 +387,48 @@ class _Authorship:
         return spans
 
 
+class _RenderedAuthorship:
+    """The author of every character of a rendered text (XML blocks, JSON), followed
+    from one rendering to the next by a character diff: the common prefix and
+    suffix are kept, and only the part between them is compared with difflib."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.owners: list[str] = []
+
+    def update(self, new: str, author: str) -> None:
+        old = self.text
+        start = 0
+        limit = min(len(old), len(new))
+        while start < limit and old[start] == new[start]:
+            start += 1
+        end = 0
+        while end < limit - start and old[-1 - end] == new[-1 - end]:
+            end += 1
+        a, b = old[start : len(old) - end], new[start : len(new) - end]
+        middle: list[str] = []
+        if a and b and len(a) * len(b) <= 4_000_000:
+            matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+            for op, i1, i2, j1, j2 in matcher.get_opcodes():
+                if op == "equal":
+                    middle.extend(self.owners[start + i1 : start + i2])
+                else:
+                    middle.extend([author] * (j2 - j1))
+        else:
+            middle = [author] * len(b)
+        self.owners = self.owners[:start] + middle + self.owners[len(old) - end :]
+        self.text = new
+
+    def spans(self) -> list[Span]:
+        spans: list[Span] = []
+        for char, owner in zip(self.text, self.owners, strict=True):
+            if spans and spans[-1].author == owner:
+                spans[-1].text += char
+            else:
+                spans.append(Span(owner, char))
+        return spans
+
+
 async def attribution(
     store: Store, config: Config, doc: str, at: At | None = None
 ) -> tuple[list[Span], Version | None]:
@@ -364,17 +442,27 @@ async def attribution(
     version = resolve(await _light_versions(store, config, doc), at)
     if version is None:
         return [], None
+    reading = formats.read(await doc_at(store, doc, version.last_seq), config)
+    entries = await store.entries(doc, upto=version.last_seq)
     rebuilt: Doc[Any] = Doc()
-    text = rebuilt.get(config.text_root, type=Text)
-    tracker = _Authorship()
-    subscription = text.observe(tracker.observe)
-    try:
-        for entry in await store.entries(doc, upto=version.last_seq):
-            tracker.author = ",".join(authors(entry))
+    if reading.format in ("text", "rich-text"):
+        assert reading.root is not None
+        text = rebuilt.get(reading.root, type=Text)
+        tracker = _Authorship()
+        subscription = text.observe(tracker.observe)
+        try:
+            for entry in entries:
+                tracker.author = ",".join(authors(entry))
+                apply_entry(rebuilt, entry.update, entry.seq)
+        finally:
+            text.unobserve(subscription)
+        spans = tracker.spans()
+    else:
+        rendered = _RenderedAuthorship()
+        for entry in entries:
             apply_entry(rebuilt, entry.update, entry.seq)
-    finally:
-        text.unobserve(subscription)
-    spans = tracker.spans()
+            rendered.update(formats.text_of(rebuilt, config, reading), ",".join(authors(entry)))
+        spans = rendered.spans()
     return spans, dataclasses.replace(version, size=sum(len(span.text) for span in spans))
 
 

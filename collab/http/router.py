@@ -2,14 +2,19 @@
 HTTP fallback transport and operators' endpoints, whichever server carries them.
 
 A :class:`Route` owns a set of paths and the methods it answers there. For a
-request, the first route whose paths hold the request's path decides:
+request, the first route whose paths hold the request's path and that answers
+its method decides (so two routes may share paths, one reading, one writing):
 
-- no route: 404;
-- ``OPTIONS``: 204 with ``Allow`` (CORS preflights are answered here too, once
-  the security policy exists);
-- a method the route does not answer: 405 with ``Allow`` (``HEAD`` is answered
-  wherever ``GET`` is, without the body);
+- no route holds the path: 404;
+- ``OPTIONS``: 204 with ``Allow``, every method the routes there answer (CORS
+  preflights are answered here too, once the security policy exists);
+- routes hold the path but none answers the method: 405 with ``Allow``
+  (``HEAD`` is answered wherever ``GET`` is, without the body);
 - otherwise the route's handler answers.
+
+A route says what a caller must be allowed to do with the document its path names
+(``needs``: ``"read"`` or ``"write"``; empty for pages and lists), for the security
+policy to check before the handler runs.
 
 Errors are translated here, once: a :class:`~collab.errors.CollabError` becomes
 ``{"error": reason}`` with its ``http_status``; anything else is a bug, logged with
@@ -39,13 +44,19 @@ class Route:
     matches: Callable[[str], bool]
     methods: frozenset[str]
     handler: Handler
+    #: What the caller must hold on the document the path names: "read", "write" or "".
+    needs: str = ""
 
     def allow(self) -> str:
         """The ``Allow`` header of this route's paths."""
-        methods = set(self.methods) | {"OPTIONS"}
-        if "GET" in methods:
-            methods.add("HEAD")
-        return ", ".join(sorted(methods))
+        return _allow(self.methods)
+
+
+def _allow(methods: Iterable[str]) -> str:
+    allowed = set(methods) | {"OPTIONS"}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
 
 
 def prefix(start: str) -> Callable[[str], bool]:
@@ -71,15 +82,17 @@ class Router:
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """The response to ``request``."""
-        route = next((r for r in self._routes if r.matches(request.path)), None)
-        if route is None:
+        here = [r for r in self._routes if r.matches(request.path)]
+        if not here:
             return json_error(404, f"nothing here: {request.path}")
+        methods = {method for r in here for method in r.methods}
         if request.method == "OPTIONS":
-            return HttpResponse(204, headers={"Allow": route.allow()})
+            return HttpResponse(204, headers={"Allow": _allow(methods)})
         method = "GET" if request.method == "HEAD" else request.method
-        if method not in route.methods:
+        route = next((r for r in here if method in r.methods), None)
+        if route is None:
             response = json_error(405, f"{request.method} is not allowed here")
-            response.headers["Allow"] = route.allow()
+            response.headers["Allow"] = _allow(methods)
             return response
         try:
             response = await route.handler(request)

@@ -126,13 +126,14 @@ class Store(Protocol):
         ...
 
 
-def store_from_url(url: str) -> Store:
+def store_from_url(url: str, *, auto_migrate: bool = True) -> Store:
     """Build (but do not open) the store a URL names.
 
     ``memory://`` gives a :class:`~collab.store.memory.MemoryStore` (tests);
     ``sqlite:///path.db``, ``postgresql://...`` and ``postgresql+asyncpg://...``
-    give a :class:`~collab.store.sql.SqlStore`. Call ``await store.open()`` next.
-    Raises ``StoreError`` for a URL no store understands.
+    give a :class:`~collab.store.sql.SqlStore`, whose ``open()`` upgrades an older
+    schema unless ``auto_migrate`` is false (then it refuses it). Call ``await
+    store.open()`` next. Raises ``StoreError`` for a URL no store understands.
     """
     if url.startswith("memory:"):
         from collab.store.memory import MemoryStore
@@ -140,4 +141,4 @@ def store_from_url(url: str) -> Store:
         return MemoryStore()
     from collab.store.sql import SqlStore
 
-    return SqlStore(url)
+    return SqlStore(url, auto_migrate=auto_migrate)

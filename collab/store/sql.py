@@ -1,11 +1,12 @@
 """The durable store: SQLite or PostgreSQL through SQLAlchemy Core's asyncio extension.
 
-Schema (created on :meth:`SqlStore.open`; ``schema_version`` records which one)::
+Schema (the tables below; Alembic revisions in collab/store/migrations create and
+change them, and :meth:`SqlStore.open` brings a database to the newest, see
+:mod:`collab.store.schema`)::
 
     documents(id PK, name UNIQUE, created_at, updated_at, last_seq)
     updates(doc_id, seq, at, client, user, data)      PK (doc_id, seq)
     snapshots(doc_id, seq, at, state)                 PK (doc_id, seq)
-    schema_version(version)
 
 Seqs are per document, from 1, without gaps except where retention merged a
 range. ``documents.last_seq`` is the counter: :meth:`SqlStore.append` bumps it
@@ -25,26 +26,29 @@ Every SQLAlchemy, driver or OS error leaves this module as
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.errors import StoreError
-from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot
+from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, schema
+from collab.store.schema import SchemaState
 
-#: The schema this code reads and writes. Bump it and add a step to ``_MIGRATIONS``.
-SCHEMA_VERSION = 1
-
+#: The tables this code reads and writes, as of the head revision. A change here ships
+#: with a revision in collab/store/migrations/versions/ (tests/test_migrations.py fails
+#: until the revisions produce exactly these tables).
 metadata = sa.MetaData()
 
 documents = sa.Table(
@@ -81,15 +85,6 @@ snapshots_table = sa.Table(
     sa.Column("state", sa.LargeBinary, nullable=False),
 )
 
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, nullable=False),
-)
-
-#: ``version -> DDL`` that upgrades a database from ``version - 1``. Empty: version 1 is the first.
-_MIGRATIONS: dict[int, list[str]] = {}
-
 #: Errors that mean "the database failed", as opposed to a bug in this module.
 _FAILURES: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
 try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
@@ -99,8 +94,12 @@ try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
 except ImportError:  # pragma: no cover
     pass
 
-#: Any value, so that PostgreSQL's advisory lock around schema creation is one well-known key.
+#: Any value, so that PostgreSQL's advisory lock around schema changes is one well-known key.
 _SCHEMA_LOCK_KEY = 0x636F6C6C  # "coll"
+
+log = logging.getLogger("collab.store")
+
+T = TypeVar("T")
 
 
 #: Reserve ``count`` seqs of a document and keep its newest timestamp, in one statement
@@ -224,17 +223,83 @@ def engine_url(url: str) -> sa.URL:
     raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _describe(exc: BaseException) -> str:
+    """One line on what failed: the driver's own error rather than SQLAlchemy's wrapper,
+    whose text adds the statement and a link on further lines."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+#: Set on every connection. The schema check's leaves out journal_mode=WAL until it has
+#: accepted the database: a database it refuses, or only inspects, is not changed.
+_SQLITE_PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=10000")
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool = True) -> None:
     # WAL lets readers (history, loads) run while the journal writes. FULL: see module docstring.
     cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=FULL",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
-    ):
+    for pragma in ("PRAGMA journal_mode=WAL", *_SQLITE_PRAGMAS) if wal else _SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting out other processes that hold the file.
+
+    Changing the journal mode needs the file to itself and, unlike a write, does not
+    wait on ``busy_timeout``: with several processes opening one new database at once
+    it fails at once with "database is locked". Retried for up to 10 s (blocking: this
+    runs in a thread).
+    """
+    for attempt in range(200):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
+
+
+def _sqlite_schema_transaction(
+    url: sa.URL, fn: Callable[[sa.Connection], T], *, wal: bool = True
+) -> T:
+    """Run ``fn`` in one SQLite transaction that holds the write lock from its first statement.
+
+    The stdlib driver neither begins a transaction before DDL nor keeps DDL inside
+    one, so it is told to leave transactions alone and SQLAlchemy issues ``BEGIN
+    IMMEDIATE``: a failed migration then rolls back whole, and a second process
+    waits (``busy_timeout``) until the first has committed, then finds the schema at
+    head. Only once ``fn`` returned is the file switched to WAL (unless not ``wal``),
+    so a database that ``fn`` refuses is left byte for byte as it was. Blocking: call
+    it in a thread.
+    """
+    engine = sa.create_engine(url.set(drivername="sqlite"), poolclass=sa.pool.NullPool)
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        _set_sqlite_pragmas(dbapi_connection, record, wal=False)
+        dbapi_connection.isolation_level = None
+
+    def begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    sa.event.listen(engine, "connect", connect)
+    sa.event.listen(engine, "begin", begin)
+    try:
+        with engine.begin() as conn:
+            result = fn(conn)
+        if wal:
+            # Accepted: now the store's journal mode, which the file keeps (and which cannot
+            # change inside a transaction).
+            raw = engine.raw_connection()
+            try:
+                _switch_to_wal(raw.cursor())
+            finally:
+                raw.close()
+        return result
+    finally:
+        engine.dispose()
 
 
 class SqlStore:
@@ -243,10 +308,15 @@ class SqlStore:
     Build it with a URL, ``await open()`` before use and ``await close()`` after.
     It never blocks the event loop: on SQLite, appends run in one writer thread (a whole
     transaction per hop) and reads through aiosqlite; on PostgreSQL everything is asyncpg.
+
+    ``auto_migrate`` says what :meth:`open` does with a database whose schema is
+    older than the code: upgrade it (``True``) or refuse it (``False``; then
+    :meth:`migrate`, i.e. ``collab migrate``, upgrades it).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = engine_url(url)
+        self.auto_migrate = auto_migrate
         self._engine: AsyncEngine | None = None
         # SQLite only: a plain (sync) engine and one thread that runs every append.
         self._sync_engine: sa.Engine | None = None
@@ -267,7 +337,7 @@ class SqlStore:
         except StoreError:
             raise
         except _FAILURES as exc:
-            raise StoreError(f"{action} failed: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(f"{action} failed: {_describe(exc)}") from exc
 
     @asynccontextmanager
     async def _begin(self, action: str) -> AsyncIterator[AsyncConnection]:
@@ -297,29 +367,74 @@ class SqlStore:
                 engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
             self._engine = engine
         try:
-            async with self._begin("create schema") as conn:
-                if self.dialect == "postgresql":
-                    # Several processes may open the same database at once.
-                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
-                await conn.run_sync(metadata.create_all)
-                found = (
-                    await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
-                ).scalar()
-                if found is None:
-                    await conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-                elif found > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"database schema version {found} is newer than this collab "
-                        f"({SCHEMA_VERSION}); upgrade collab"
-                    )
-                else:
-                    for version in range(found + 1, SCHEMA_VERSION + 1):
-                        for ddl in _MIGRATIONS[version]:
-                            await conn.exec_driver_sql(ddl)
-                    await conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+            await self._schema_transaction("open", self._bring_to_head)
         except BaseException:
             await self.close()
             raise
+
+    def _bring_to_head(self, conn: sa.Connection) -> SchemaState:
+        state = schema.inspect(conn)
+        if state.up_to_date:
+            return state
+        # An empty database only gets tables: there is nothing of the operator's to change.
+        if not self.auto_migrate and not state.empty:
+            raise StoreError(
+                f"the store's schema is older than this collab: it is at {state.where()}, "
+                f"this collab needs revision {state.head} (to do: {'; '.join(state.changes())}). "
+                "Automatic upgrades are off (COLLAB_AUTO_MIGRATE=false): run `collab migrate`, "
+                "then start again"
+            )
+        schema.upgrade(conn, state)
+        log.info(
+            "upgraded the store's schema from %s to revision %s: %s",
+            state.where(),
+            state.head,
+            "; ".join(state.changes(done=True)),
+        )
+        return state
+
+    async def migrate(self, *, apply: bool = True) -> SchemaState:
+        """Where the schema stands and, with ``apply``, upgrade it to the head revision.
+
+        Returns the state found *before* upgrading: its ``pending`` revisions are
+        the ones applied (with ``apply``) or that an upgrade would apply. Works on
+        an open or a closed store (it opens its own connection), whatever
+        ``auto_migrate`` says. Raises ``StoreError`` for a database the code must
+        not touch (newer than the code, see :func:`collab.store.schema.inspect`)
+        or when a revision fails, which leaves the database as it was.
+        """
+
+        def run(conn: sa.Connection) -> SchemaState:
+            state = schema.inspect(conn)
+            if apply:
+                schema.upgrade(conn, state)
+            return state
+
+        return await self._schema_transaction("migrate", run, wal=apply)
+
+    async def _schema_transaction(
+        self, action: str, fn: Callable[[sa.Connection], T], *, wal: bool = True
+    ) -> T:
+        """Run ``fn`` on a sync connection in one transaction holding the schema lock.
+
+        SQLite: see :func:`_sqlite_schema_transaction` (``wal``: switch to WAL after).
+        """
+        async with self._errors(action):
+            if self.dialect == "sqlite":
+                return await asyncio.to_thread(
+                    functools.partial(_sqlite_schema_transaction, self.url, fn, wal=wal)
+                )
+            engine = self._engine or create_async_engine(self.url, poolclass=sa.pool.NullPool)
+            try:
+                async with engine.begin() as conn:
+                    # Several processes may start on the same database at once; the lock
+                    # is held until this transaction ends, so one migrates, the others
+                    # then find the schema at head.
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+                    return await conn.run_sync(fn)
+            finally:
+                if engine is not self._engine:
+                    await engine.dispose()
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -106,6 +106,12 @@ class NodePeer:
     async def delete(self, index: int, length: int) -> None:
         await self.request("delete", index=index, length=length)
 
+    async def type(self, text: str, interval_ms: float = 5) -> str:
+        """Type ``text`` at the end, one character (one update) every ``interval_ms``."""
+        seconds = len(text) * interval_ms / 1000
+        reply = await self.request("type", text=text, interval=interval_ms, timeout=seconds * 1000)
+        return str(reply["text"])
+
     async def text(self) -> str:
         return str((await self.request("text"))["text"])
 

@@ -12,6 +12,8 @@
 //   {"cmd": "wait_synced", "timeout": ms}
 //   {"cmd": "insert", "index": i, "text": s}
 //   {"cmd": "delete", "index": i, "length": n}
+//   {"cmd": "type", "text": s, "interval": ms}    one character at a time at the end of the
+//                                                text, each its own update, `interval` apart
 //   {"cmd": "text"}                               -> {"text": s}
 //   {"cmd": "wait_text", "text": s, "timeout": ms}  (or "contains": s)
 //   {"cmd": "set_awareness", "state": {...}}
@@ -73,6 +75,13 @@ const handlers = {
   },
   insert: async ({ index, text: s }) => { text.insert(index, s); return {} },
   delete: async ({ index, length }) => { text.delete(index, length); return {} },
+  type: async ({ text: s, interval = 5 }) => {
+    for (const char of s) {
+      text.insert(text.length, char)
+      await new Promise((resolve) => setTimeout(resolve, interval))
+    }
+    return { text: text.toString() }
+  },
   text: async () => ({ text: text.toString() }),
   wait_text: async ({ text: expected, contains, timeout = 5000 }) => {
     const check = () => expected !== undefined

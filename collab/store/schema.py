@@ -1,0 +1,244 @@
+"""The store's schema, versioned by Alembic and driven from code (no alembic.ini at run time).
+
+The revisions are in ``collab/store/migrations/versions/``, shipped inside the
+package. :func:`inspect` says where a database stands against them and
+:func:`upgrade` brings it to the head revision, on a caller's connection:
+
+* a database with no tables -> every revision from the first;
+* a database that pre-Alembic collab wrote (its ``schema_version`` table at 1 and no
+  ``alembic_version``) -> stamped with :data:`BASELINE`, whose tables it already has,
+  then the revisions after it; its rows are never copied, moved or rebuilt;
+* a database at an older revision -> the revisions after it;
+* a database at a revision this code does not know (written by a newer collab), or
+  with collab's tables but no version at all -> :class:`~collab.errors.StoreError`,
+  and nothing is touched.
+
+Both functions take a synchronous connection *inside a transaction the caller owns*
+and that holds the caller's schema lock (PostgreSQL: an advisory lock; SQLite:
+``BEGIN IMMEDIATE``), so two processes never migrate at once and a failed upgrade
+rolls back whole: both databases run DDL inside transactions. See
+:meth:`collab.store.sql.SqlStore.migrate`, and docs/storage.md for how to write a
+revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+
+from collab.errors import StoreError
+
+#: Alembic's script directory: env.py, script.py.mako and versions/.
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: The revision whose tables are exactly those of pre-Alembic collab's ``schema_version`` 1.
+BASELINE = "0001"
+
+#: Tables that make a database recognisably collab's.
+COLLAB_TABLES = frozenset({"documents", "updates", "snapshots"})
+
+#: Tables the migrations own but the code's metadata does not describe (the fence for
+#: pre-Alembic collab, see versions/0001_baseline.py); comparisons leave them out.
+UNMODELLED_TABLES = frozenset({"schema_version"})
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One revision: its id and the first line of its docstring."""
+
+    revision: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.revision} ({self.message})"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against this code's revisions."""
+
+    #: The database's revision; ``None`` for one without (empty, or pre-Alembic).
+    current: str | None
+    #: The newest revision this code has.
+    head: str
+    #: What an upgrade applies to reach ``head``, oldest first; empty when up to date.
+    pending: tuple[Step, ...]
+    #: Written by pre-Alembic collab: :func:`upgrade` stamps it :data:`BASELINE` first.
+    legacy: bool = False
+
+    @property
+    def up_to_date(self) -> bool:
+        """At head and stamped: an upgrade would change nothing."""
+        return not self.pending and not self.legacy
+
+    def changes(self, *, done: bool = False) -> list[str]:
+        """What an upgrade does (or, with ``done``, did), in order, one line each."""
+        stamp, apply = ("stamped", "applied") if done else ("stamp", "apply")
+        first = [f"{stamp} the pre-Alembic tables as {BASELINE}"] if self.legacy else []
+        return first + [f"{apply} {step}" for step in self.pending]
+
+    @property
+    def empty(self) -> bool:
+        """No collab tables yet: an upgrade only creates, it changes nothing that exists."""
+        return self.current is None and not self.legacy
+
+    def where(self) -> str:
+        """The current revision in words, for messages."""
+        if self.legacy:
+            return "pre-Alembic schema_version 1"
+        if self.current is None:
+            return "an empty database"
+        return f"revision {self.current}"
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """An Alembic configuration for collab's migrations, built in code.
+
+    With ``connection``, env.py runs every command on it (inside the caller's
+    transaction); without, on the URL given as ``-x db=URL`` (developers' commands).
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head() -> str:
+    """The newest revision. The revisions form one line: two heads is a bug in them."""
+    heads = _script().get_heads()
+    if len(heads) != 1:  # pragma: no cover - a broken release, caught by the tests
+        raise StoreError(f"collab's migrations have {len(heads)} heads: {heads}")
+    return heads[0]
+
+
+def steps(upper: str, lower: str) -> tuple[Step, ...]:
+    """The revisions after ``lower`` (``"base"``: from the first) up to ``upper``, oldest first."""
+    found = []
+    for script in _script().iterate_revisions(upper, lower):
+        assert script is not None
+        doc = (script.doc or "").strip().splitlines()
+        found.append(Step(script.revision, doc[0].rstrip(".") if doc else ""))
+    return tuple(reversed(found))
+
+
+def inspect(conn: sa.Connection) -> SchemaState:
+    """Where the database behind ``conn`` stands. Reads only.
+
+    Raises ``StoreError`` for a database this code must not touch: one at a revision
+    it does not know (a newer collab wrote it), one at several revisions, one with a
+    ``schema_version`` other than 1, or one with collab's tables and no version.
+    """
+    newest = head()
+    current = MigrationContext.configure(conn).get_current_heads()
+    if not current:
+        tables = set(sa.inspect(conn).get_table_names())
+        if "schema_version" in tables:
+            version = conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar()
+            # None: pre-Alembic collab created its tables but died before the row; it
+            # would have written 1 next, so the tables are version 1's.
+            if version not in (None, 1):
+                raise StoreError(
+                    f"the database has schema_version {version}, which no collab wrote; "
+                    "refusing to touch it"
+                )
+            return SchemaState(None, newest, steps(newest, BASELINE), legacy=True)
+        if tables & COLLAB_TABLES:
+            found = ", ".join(sorted(tables & COLLAB_TABLES))
+            raise StoreError(
+                f"the database has collab's tables ({found}) but no schema version: "
+                "not a store collab wrote; refusing to touch it"
+            )
+        return SchemaState(None, newest, steps(newest, "base"))
+    if len(current) > 1:
+        raise StoreError(f"the database is at several schema revisions at once: {current}")
+    (revision,) = current
+    known = {script.revision for script in _script().walk_revisions()}
+    if revision not in known:
+        raise StoreError(
+            f"the database is at schema revision {revision!r}, which this collab does not "
+            f"know (its newest is {newest!r}): a newer collab wrote it. Upgrade collab; "
+            "the database was not changed"
+        )
+    return SchemaState(revision, newest, steps(newest, revision))
+
+
+def upgrade(conn: sa.Connection, state: SchemaState) -> None:
+    """Apply ``state.pending`` (from :func:`inspect` on this same ``conn`` and transaction).
+
+    Raises ``StoreError`` when a revision fails; the caller's transaction must then
+    roll back, which undoes every revision applied so far.
+    """
+    if state.up_to_date:
+        return
+    config = alembic_config(conn)
+    try:
+        if state.legacy:
+            command.stamp(config, BASELINE)
+        command.upgrade(config, state.head)
+    except CommandError as exc:
+        raise StoreError(f"schema upgrade failed: {exc}") from exc
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name`` hook: compare every table but :data:`UNMODELLED_TABLES`."""
+    return not (type_ == "table" and name in UNMODELLED_TABLES)
+
+
+def run_env(metadata: sa.MetaData) -> None:
+    """The body of migrations/env.py: run the command Alembic is executing.
+
+    On the connection in ``config.attributes["connection"]`` when collab calls, or
+    on ``-x db=URL`` (any URL :func:`collab.store.sql.engine_url` accepts) when a
+    developer runs ``alembic``. ``metadata`` (the code's tables) is what
+    ``alembic revision --autogenerate`` compares the database with.
+    """
+    if context.is_offline_mode():
+        raise CommandError("collab's migrations run against a database, not as SQL scripts")
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run_migrations(connection, metadata)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("db")
+    if not url:
+        raise CommandError("name the database: alembic -x db=sqlite:///scratch.db ...")
+    asyncio.run(_run_on_url(url, metadata))
+
+
+async def _run_on_url(url: str, metadata: sa.MetaData) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from collab.store.sql import engine_url
+
+    engine = create_async_engine(engine_url(url), poolclass=sa.pool.NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run_migrations, metadata)
+    finally:
+        await engine.dispose()
+
+
+def _run_migrations(connection: sa.Connection, metadata: sa.MetaData) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        include_name=include_name,
+        compare_type=True,
+        # SQLite cannot ALTER most things: autogenerate writes copy-and-move batches.
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
