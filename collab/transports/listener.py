@@ -18,6 +18,7 @@ transport; docs/architecture.md has the numbers and the choice.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 from email.utils import formatdate
 from typing import Any
@@ -42,6 +43,7 @@ log = logging.getLogger("collab.listener")
 #: Largest request head (request line and headers) accepted.
 MAX_HEAD_BYTES = 64 * 1024
 _SERVER = b"collab"
+_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 
 class Listener:
@@ -286,7 +288,8 @@ class _Connection(asyncio.Protocol):
             headers.append((b"content-length", str(len(response.body)).encode()))
         if close:
             headers.append((b"connection", b"close"))
-        self._send(h11.Response(status_code=response.status, headers=headers))
+        reason = _REASONS.get(response.status, b"")
+        self._send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         if response.stream is None:
             if response.body and not head:
                 self._send(h11.Data(data=response.body))
