@@ -2,13 +2,14 @@
 //
 // The connection is y-websocket's stock WebsocketProvider - reconnect with backoff,
 // resync by state vectors and awareness all come from it; collab's browser client
-// adds nothing to the wire. This module only wires the pieces together and keeps
+// adds only room events (type 101, asked for with ?events=1), to say who is typing. This module only wires the pieces together and keeps
 // the status line honest.
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { docPath } from './api.js'
 import { TextareaBinding } from './binding.js'
+import { roomEvents, typingIndicator, typingLine } from './events.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 
 /** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
@@ -26,9 +27,11 @@ export function defaultServerUrl (loc = window.location) {
  * @param {string} [options.textName] root Y.Text name; collab's history reads "text"
  * @param {HTMLElement} [options.status] receives the status line text (and data-state)
  * @param {HTMLElement} [options.presence] receives one chip per other person here
+ * @param {HTMLElement} [options.typing] receives "<name> is typing…" (room events)
  * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
  * @param {HTMLElement} [options.selfDot] shows the user's own colour
  * @returns {{doc: Y.Doc, text: Y.Text, provider: WebsocketProvider, binding: TextareaBinding,
+ *            events: {send: Function, on: Function, id: Function}, typing: () => string[],
  *            state: () => {status: string, synced: boolean, unsynced: number}, destroy: () => void}}
  */
 export function mountEditor (textarea, options) {
@@ -39,8 +42,12 @@ export function mountEditor (textarea, options) {
   // BroadcastChannel sync between tabs is off: the server is the one source of truth,
   // so "synced" on the status line means "the server has it", not "another tab has it".
   // y-websocket appends the room name to the URL as it is: give it the encoded path.
-  const provider = new WebsocketProvider(serverUrl, docPath(docName), doc, { disableBc: true })
+  const provider = new WebsocketProvider(serverUrl, docPath(docName), doc, {
+    disableBc: true,
+    params: { events: '1' }
+  })
   const { awareness } = provider
+  const events = roomEvents(provider)
 
   let status = 'connecting' // y-websocket's: connecting | connected | disconnected
   let everConnected = false
@@ -145,13 +152,28 @@ export function mountEditor (textarea, options) {
   render()
   renderPresence()
 
+  const typing = typingIndicator(
+    events,
+    () => awareness.getLocalState()?.user?.name ?? name,
+    (names) => {
+      const el = options.typing
+      if (!el) return
+      el.textContent = typingLine(names)
+      el.dataset.count = String(names.length)
+    }
+  )
+  textarea.addEventListener('input', () => typing.noteTyping())
+
   return {
     doc,
     text,
     provider,
     binding,
+    events,
+    typing: typing.typing,
     state: () => ({ status, synced: provider.synced, unsynced }),
     destroy () {
+      typing.destroy()
       binding.destroy()
       provider.destroy()
       doc.destroy()
