@@ -76,6 +76,15 @@ class Config:
         32 * MiB, "bytes buffered for one editor before it is closed with 1013"
     )
 
+    # HTTP fallback (server-sent events + POST, for networks that refuse WebSocket upgrades)
+    fallback_session_idle_seconds: float = setting(
+        30.0, "seconds an HTTP fallback session lives with no event stream and no request"
+    )
+    #: Proxies close streams that stay quiet; clients take two missed keepalives as a cut.
+    fallback_keepalive_seconds: float = setting(
+        15.0, "seconds between keepalive comments on an idle HTTP fallback event stream"
+    )
+
     # WebRTC signaling (``/signal``, y-webrtc's JSON protocol), bounds per connection.
     signal_max_topics: int = setting(
         100, "topics one signaling connection may subscribe to at once (more: 1008)"

@@ -1,14 +1,15 @@
 """The pieces every transport shares, started and stopped together.
 
-A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router and
-the WebSocket gate, the webhooks when ``webhook_url`` names any, plus the
-background tasks (presence expiry, history retention). The native server
-(:mod:`collab.server`) and the ASGI app (:mod:`collab.asgi`) each open one and
-put their transport in front of it, so both serve the same documents through the
-same machinery.
+A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router, the
+WebSocket gate and the HTTP fallback's sessions (whose route it adds to the
+router), the webhooks when ``webhook_url`` names any, plus the background tasks
+(presence expiry, history retention). The native server (:mod:`collab.server`)
+and the ASGI app (:mod:`collab.asgi`) each open one and put their transport in
+front of it, so both serve the same documents through the same machinery.
 
 Shutting down (leaving :func:`open_runtime`) commits every accepted update and
-snapshots every loaded document; transports close their editors first.
+snapshots every loaded document; transports close their editors first (the
+listener's WebSockets, then :meth:`Runtime.close_sessions` for the fallback's).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collab.http.router import Router
 from collab.integrations.webhooks import Webhooks
 from collab.store import Store, store_from_url
 from collab.store.replay import replay
+from collab.transports.fallback import Fallback
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -49,6 +51,7 @@ class Runtime:
     rooms: Rooms
     router: Router
     gate: Gate
+    fallback: Fallback
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     #: Told of durable commits and deletions (the webhooks), if anyone listens.
     observer: DocumentObserver | None = None
@@ -66,6 +69,11 @@ class Runtime:
             return formats.text_of(room.doc, self.config)
         loaded = await self.store.load(doc)
         return formats.text_of(replay(loaded.snapshot, loaded.entries), self.config)
+
+    def close_sessions(self) -> None:
+        """Close the HTTP fallback's sessions (1001), before the server stops its listener:
+        their event streams end with a close event, so no response is left open."""
+        self.fallback.close()
 
     async def _tick(self) -> None:
         while True:
@@ -110,14 +118,12 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             Journal(the_store, config, observer=webhooks) as journal,
         ):
             rooms = Rooms(config, the_store, journal)
+            gate = Gate(rooms, config)
+            fallback = Fallback(gate, config)
+            router = build_router(config, the_store, rooms)
+            router.add(fallback.route())
             runtime = Runtime(
-                config,
-                the_store,
-                journal,
-                rooms,
-                build_router(config, the_store, rooms),
-                Gate(rooms, config),
-                observer=webhooks,
+                config, the_store, journal, rooms, router, gate, fallback, observer=webhooks
             )
             if webhooks is not None:
                 webhooks.text_of = runtime.text_of
@@ -130,6 +136,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             finally:
                 for task in runtime.tasks:
                     task.cancel()
+                runtime.close_sessions()  # idempotent: a transport may have done it already
                 await rooms.close()
     finally:
         if own_store:

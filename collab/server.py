@@ -76,6 +76,7 @@ async def serve(config: Config, store: Store | None = None) -> AsyncIterator[Ser
         try:
             yield Server(runtime, listener)
         finally:
+            runtime.close_sessions()  # fallback event streams end with 1001, then the listener
             await listener.close()
 
 

@@ -90,6 +90,9 @@ def uvicorn_config(app: CollabApp, port: int = 0) -> uvicorn.Config:
         ws_per_message_deflate=False,  # as collab serve: Yjs updates are small binary deltas
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,
+        # Open responses (HTTP fallback event streams) hold uvicorn's shutdown until they
+        # end; they are cut after this, then the lifespan shutdown closes their sessions.
+        timeout_graceful_shutdown=max(1, round(config.close_timeout)),
     )
 
 

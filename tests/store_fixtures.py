@@ -2,7 +2,8 @@
 
 ``store`` runs a test on MemoryStore, a SQLite file in ``tmp_path`` and the real
 PostgreSQL; ``sql_store`` on the two SQL ones. PostgreSQL is skipped with a
-message when unreachable, except under ``CI=true``, where that is a failure.
+message when unreachable, except under ``CI=true``, where that is a failure. Each
+test run makes a PostgreSQL database of its own and drops it at exit.
 Every test gets a unique ``prefix``; name documents ``f"{prefix}-x"`` and they are
 deleted from the store afterwards. Import the ``*_fixture`` functions into a test
 module to use the fixtures ``prefix``, ``store`` and ``sql_store``.
@@ -10,9 +11,14 @@ module to use the fixtures ``prefix``, ``store`` and ``sql_store``.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import os
+import secrets
 import socket
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,14 +30,55 @@ from collab.store import Store
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore
 
-PG_URL = os.environ.get("COLLAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+#: The server's maintenance database, from which this run's own database is made.
+PG_ADMIN_URL = os.environ.get(
+    "COLLAB_TEST_POSTGRES_URL", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
+)
+#: A database of this test run's own, created on first use and dropped at exit, so runs
+#: (and other checkouts' runs on this machine) never see each other's schema or rows.
+PG_DATABASE = f"collab_test_{os.getpid()}_{secrets.token_hex(3)}"
+PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 _pg_reachable: bool | None = None
 
 
+def _admin(statement: str) -> None:
+    """Run one statement on the maintenance database, from a thread of its own (the
+    caller may be inside a running event loop)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    failure: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _catch(lambda: asyncio.run(run()), failure))
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _catch(fn: Callable[[], object], failure: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:
+        failure.append(exc)
+
+
+def _drop_database() -> None:
+    with contextlib.suppress(Exception):
+        _admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
 def require_postgres() -> None:
-    """Skip (or, with CI=true, fail) the calling test when PostgreSQL is unreachable."""
+    """Skip (or, with CI=true, fail) the calling test when PostgreSQL is unreachable.
+
+    The first call that finds the server creates this run's database (:data:`PG_URL`).
+    """
     global _pg_reachable
     if _pg_reachable is None:
         try:
@@ -39,6 +86,9 @@ def require_postgres() -> None:
                 _pg_reachable = True
         except OSError:
             _pg_reachable = False
+        if _pg_reachable:
+            _admin(f'CREATE DATABASE "{PG_DATABASE}"')
+            atexit.register(_drop_database)
     if not _pg_reachable:
         message = f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}"
         if os.environ.get("CI", "").lower() == "true":

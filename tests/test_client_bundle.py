@@ -47,14 +47,19 @@ def test_committed_bundle_matches_a_fresh_build(tmp_path: Path) -> None:
 
 
 def test_client_unit_tests_pass() -> None:
-    """client/test/*.test.mjs: the splice diff and the line diff, run with `node --test`."""
+    """client/test/*.test.mjs (the splice diff, the line diff, the HTTP fallback's framing),
+    run with `node --test`."""
     node = shutil.which("node")
     if node is None:
         _missing("node is not installed")
     if not (CLIENT / "node_modules" / "yjs" / "package.json").exists():
         _missing(f"client dependencies missing: run `npm ci` in {CLIENT}")
     result = subprocess.run(
-        [str(node), "--test", "test/diff.test.mjs"],
+        [
+            str(node),
+            "--test",
+            *sorted(str(p.relative_to(CLIENT)) for p in CLIENT.glob("test/*.test.mjs")),
+        ],
         cwd=CLIENT,
         capture_output=True,
         text=True,

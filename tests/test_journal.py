@@ -26,6 +26,7 @@ from collab.store import NewEntry, Store
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore
 from tests.store_fixtures import (  # noqa: F401
+    PG_DATABASE,
     PG_HOST,
     PG_PORT,
     PG_URL,
@@ -500,7 +501,7 @@ async def test_postgres_going_away_and_coming_back(
     require_postgres()
     proxy = Proxy()
     await proxy.start()
-    store = SqlStore(f"postgresql://postgres@127.0.0.1:{proxy.port}/test")
+    store = SqlStore(f"postgresql://postgres@127.0.0.1:{proxy.port}/{PG_DATABASE}")
     await store.open()
     editor, name = Editor(), f"{prefix}-away"
     fired: list[int] = []

@@ -1,13 +1,16 @@
 // mountEditor: one collaborative textarea, its connection, status line and presence.
 //
-// The connection is y-websocket's stock WebsocketProvider - reconnect with backoff,
-// resync by state vectors and awareness all come from it; collab's browser client
-// adds only room events (type 101, asked for with ?events=1), to say who is typing. This module only wires the pieces together and keeps
-// the status line honest.
+// The connection (connection.js) is y-websocket's stock WebsocketProvider - reconnect
+// with backoff, resync by state vectors and awareness all come from it - and, where a
+// network refuses WebSockets, collab's HTTP fallback carrying the very same messages.
+// The document is also kept in the browser's IndexedDB (y-indexeddb), so what was typed
+// offline survives closing the tab and reaches the server when the page is opened again.
+// Room events (type 101, asked for with ?events=1) say who is typing (events.js).
+// This module only wires the pieces together and keeps the status line honest.
 
 import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-import { docPath } from './api.js'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { Connection } from './connection.js'
 import { TextareaBinding } from './binding.js'
 import { roomEvents, typingIndicator, typingLine } from './events.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
@@ -30,26 +33,33 @@ export function defaultServerUrl (loc = window.location) {
  * @param {HTMLElement} [options.typing] receives "<name> is typing…" (room events)
  * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
  * @param {HTMLElement} [options.selfDot] shows the user's own colour
- * @returns {{doc: Y.Doc, text: Y.Text, provider: WebsocketProvider, binding: TextareaBinding,
+ * @param {'auto'|'websocket'|'http'} [options.transport] 'auto' (default): WebSocket, and the
+ *        HTTP fallback when the network refuses it
+ * @param {boolean} [options.offline] keep the document in IndexedDB (default true)
+ * @returns {{doc: Y.Doc, text: Y.Text, provider: Connection, binding: TextareaBinding,
+ *            persistence: IndexeddbPersistence|null, storedText: () => Promise<string>,
+ *            state: () => {status: string, synced: boolean, unsynced: number, transport: string},
  *            events: {send: Function, on: Function, id: Function}, typing: () => string[],
- *            state: () => {status: string, synced: boolean, unsynced: number}, destroy: () => void}}
+ *            destroy: () => void}}
  */
 export function mountEditor (textarea, options) {
-  const { docName, serverUrl = defaultServerUrl(), textName = 'text' } = options
+  const { docName, serverUrl = defaultServerUrl(), textName = 'text', transport = 'auto' } = options
   const doc = new Y.Doc()
   const text = doc.getText(textName)
   const binding = new TextareaBinding(text, textarea)
-  // BroadcastChannel sync between tabs is off: the server is the one source of truth,
-  // so "synced" on the status line means "the server has it", not "another tab has it".
-  // y-websocket appends the room name to the URL as it is: give it the encoded path.
-  const provider = new WebsocketProvider(serverUrl, docPath(docName), doc, {
-    disableBc: true,
-    params: { events: '1' }
-  })
-  const { awareness } = provider
+  // One IndexedDB database per server and document. Edits are stored as they happen;
+  // what is stored is loaded into the doc on open and, like any local change, synced.
+  const storageName = `collab:${serverUrl}/${docName}`
+  const persistence = options.offline === false || typeof indexedDB === 'undefined'
+    ? null
+    : new IndexeddbPersistence(storageName, doc)
+  // "synced" on the status line means "the server has it", not "another tab has it":
+  // the connection has no BroadcastChannel between tabs.
+  const provider = new Connection(serverUrl, docName, doc, { transport, params: { events: '1' } })
   const events = roomEvents(provider)
+  const { awareness } = provider
 
-  let status = 'connecting' // y-websocket's: connecting | connected | disconnected
+  let status = provider.status // connecting | connected | disconnected
   let everConnected = false
   let closedReason = null
   let unsynced = 0
@@ -58,15 +68,17 @@ export function mountEditor (textarea, options) {
     const el = options.status
     if (!el) return
     let state, label
+    el.dataset.transport = provider.transport
+    const via = provider.transport === 'http' ? ' · http fallback' : ''
     if (closedReason !== null) {
       state = 'closed'
       label = `disconnected · ${closedReason}`
     } else if (status === 'connected' && provider.synced) {
       state = 'synced'
-      label = 'connected · synced'
+      label = `connected · synced${via}`
     } else if (status === 'connected') {
       state = 'syncing'
-      label = 'connected · syncing'
+      label = `connected · syncing${via}`
     } else if (!everConnected) {
       state = 'connecting'
       label = 'connecting'
@@ -109,6 +121,7 @@ export function mountEditor (textarea, options) {
     if (synced) unsynced = 0
     render()
   })
+  provider.on('transport', render)
   provider.on('closed', ({ code, reason }) => {
     closedReason = reason || `the server refused this document (${code})`
     render()
@@ -169,13 +182,26 @@ export function mountEditor (textarea, options) {
     text,
     provider,
     binding,
+    persistence,
     events,
     typing: typing.typing,
-    state: () => ({ status, synced: provider.synced, unsynced }),
+    /** The text this browser holds for the document in IndexedDB (what survives the tab). */
+    async storedText () {
+      if (!persistence) return ''
+      const copy = new Y.Doc()
+      const reader = new IndexeddbPersistence(storageName, copy)
+      await reader.whenSynced
+      const stored = copy.getText(textName).toString()
+      await reader.destroy()
+      copy.destroy()
+      return stored
+    },
+    state: () => ({ status, synced: provider.synced, unsynced, transport: provider.transport }),
     destroy () {
       typing.destroy()
       binding.destroy()
       provider.destroy()
+      persistence?.destroy()
       doc.destroy()
     }
   }

@@ -10,14 +10,16 @@ import * as encoding from 'lib0/encoding'
 export const messageEvent = 101
 
 /**
- * Teach `provider` (a y-websocket WebsocketProvider created with params {events: '1'})
- * room events. Returns {send(data, to), on(listener), id()}: `listener({sender, user, data, to})`
- * is called for each event from another connection; `id()` is this connection's id.
+ * Teach `connection` room events: a Connection (connection.js: its WebSocket and HTTP
+ * fallback providers both learn them) or a bare y-websocket WebsocketProvider, created
+ * with params {events: '1'}. Returns {send(data, to), on(listener), id()}:
+ * `listener({sender, user, data, to})` is called for each event from another connection;
+ * `id()` is this connection's id, as the server told it.
  */
-export function roomEvents (provider) {
+export function roomEvents (connection) {
   const listeners = new Set()
   let self = null
-  provider.messageHandlers[messageEvent] = (_encoder, decoder) => {
+  const receive = (decoder) => {
     let value
     try {
       value = JSON.parse(decoding.readVarString(decoder))
@@ -32,17 +34,25 @@ export function roomEvents (provider) {
     const event = { sender: value.sender.id, user: value.sender.user, data: value.data, to: value.to ?? null }
     for (const listener of listeners) listener(event)
   }
-  provider.on('status', ({ status }) => { if (status !== 'connected') self = null })
+  const providers = connection.websocket ? [connection.websocket, connection.http] : [connection]
+  for (const provider of providers) {
+    provider.messageHandlers[messageEvent] = (_encoder, decoder) => receive(decoder)
+  }
+  connection.on('status', ({ status }) => { if (status !== 'connected') self = null })
   return {
     /** Send `data` to everyone else on the document, or to connection `to`; false if offline. */
     send (data, to = null) {
-      const ws = provider.ws
-      if (!provider.wsconnected || !ws) return false
+      const provider = connection.provider ?? connection
       const encoder = encoding.createEncoder()
       encoding.writeVarUint(encoder, messageEvent)
       encoding.writeVarString(encoder, JSON.stringify(to === null ? { data } : { data, to }))
-      ws.send(encoding.toUint8Array(encoder))
-      return true
+      const frame = encoding.toUint8Array(encoder)
+      if (provider.ws) { // y-websocket
+        if (!provider.wsconnected) return false
+        provider.ws.send(frame)
+        return true
+      }
+      return provider.sendMessage(frame) // the HTTP fallback
     },
     on (listener) {
       listeners.add(listener)

@@ -54,6 +54,8 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._drained = asyncio.Event()
+        #: True once :meth:`close` began: a response finished now ends its connection.
+        self.closing = False
 
     async def start(self, sock: Any = None) -> None:
         """Listen on ``config.host:config.port`` (or on the bound socket ``sock``)."""
@@ -80,6 +82,7 @@ class Listener:
         """Stop accepting; close every WebSocket with 1001 and every idle HTTP connection."""
         if self._server is None:
             return
+        self.closing = True
         self._server.close()
         for connection in list(self._connections):
             connection.shutdown()
@@ -168,8 +171,10 @@ class _Connection(asyncio.Protocol):
         if self.websocket is not None:
             self.websocket.close(1001, "server shutting down")
         elif self._streaming and self._task is not None:
-            self._task.cancel()  # ends the event stream; the client reconnects elsewhere
-            self._close()
+            # An event stream ends when its source says so (the HTTP fallback closes its
+            # sessions with 1001 before the listener); one that does not, or whose reader
+            # is stuck, is cut after close_timeout.
+            asyncio.get_running_loop().call_later(self.config.close_timeout, self._cut_stream)
         elif not self._busy:
             self._close()
 
@@ -187,7 +192,7 @@ class _Connection(asyncio.Protocol):
                     if not await self._answer(event):
                         return
                     self._busy = False
-                    if self._h11.our_state is h11.MUST_CLOSE or self._lost:
+                    if self._h11.our_state is h11.MUST_CLOSE or self._lost or self.listener.closing:
                         self._close()
                         return
                     self._h11.start_next_cycle()
@@ -373,6 +378,12 @@ class _Connection(asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def _cut_stream(self) -> None:
+        """Shutdown, close_timeout later: a stream still open is ended here."""
+        if self._streaming and self._task is not None:
+            self._task.cancel()  # closes the stream's iterator; the client reconnects elsewhere
+            self._close()
 
     def abort(self) -> None:
         """Cut the TCP connection now."""

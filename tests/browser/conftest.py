@@ -72,6 +72,12 @@ class Console:
     #: Messages matching one of these are expected (e.g. refused WebSockets while offline).
     allowed: list[Callable[[str], bool]] = field(default_factory=list)
 
+    def allow_network_errors(self) -> None:
+        """Expect what Chromium reports while the network is down or refuses WebSockets:
+        refused WebSockets, and requests that could not be sent (the HTTP fallback's)."""
+        self.allowed.append(lambda m: "WebSocket connection to" in m)
+        self.allowed.append(lambda m: "net::ERR_" in m)
+
     def unexpected(self) -> list[str]:
         return [e for e in self.errors if not any(allow(e) for allow in self.allowed)]
 

@@ -154,7 +154,7 @@ async def test_offline_edits_merge_exactly_once_when_the_network_returns(
         away = await editors.open(f"http://127.0.0.1:{proxy.port}", "trip")
         home = await editors.open(http(collab_server), "trip")
         # While the network is down Chromium reports the refused reconnects; that is expected.
-        away.console.allowed.append(lambda m: "WebSocket connection to" in m)
+        away.console.allow_network_errors()
         await away.record_status()
         await away.textarea.click()
         await away.page.keyboard.type("Shared line.")
@@ -195,7 +195,7 @@ async def test_text_survives_a_server_restart_and_reload(
     async with serve(Config(port=0, db_url=db_url, ping_interval=None)) as first:
         port = first.port
         page = await editors.open(http(first), "durable")
-        page.console.allowed.append(lambda m: "WebSocket connection to" in m)
+        page.console.allow_network_errors()
         await page.textarea.click()
         await page.page.keyboard.type("Still here after a restart. ✓")
         async with connect(f"ws://127.0.0.1:{port}/durable") as witness:
@@ -211,7 +211,7 @@ async def test_text_survives_a_server_restart_and_reload(
         fresh = await editors.open(http(second), "durable")
         await expect(fresh.textarea).to_have_value("Still here after a restart. ✓")
         # The server stops before the pages close; their reconnect attempts may be logged.
-        fresh.console.allowed.append(lambda m: "WebSocket connection to" in m)
+        fresh.console.allow_network_errors()
 
 
 async def test_stock_node_client_and_the_browser_co_edit(
