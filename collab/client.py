@@ -12,6 +12,10 @@ y-websocket's provider does.
         text = client.doc.get("text", type=Text)
         text += "hello"
         await client.wait_saved()   # with saved_acks=True: it is in the database
+
+With ``events=True`` the client also sends and receives typed room events
+(docs/protocol.md, "Room events"): ``await client.send_event({"typing": True})``
+and ``async for event in client.events(): ...`` (``event.sender``, ``event.data``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc, TransactionEvent
@@ -41,6 +47,7 @@ from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,
+    Event,
     QueryAwareness,
     Saved,
     SyncStep1,
@@ -55,6 +62,23 @@ REMOTE = "collab.client.remote"
 #: y-protocols renews a local awareness state every 15 s and drops others' after 30 s.
 AWARENESS_RENEWAL = 15.0
 AWARENESS_TIMEOUT = 30.0
+#: Room events received but not yet read from :meth:`Client.events`; older ones are dropped.
+EVENT_BACKLOG = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """A room event from another connection, as the server stamped it.
+
+    ``sender`` is that connection's id (give it as ``to`` to answer it alone),
+    ``user`` its user when the server knows one, ``to`` our id when it was sent
+    to us alone.
+    """
+
+    sender: str
+    data: Any
+    user: str | None = None
+    to: str | None = None
 
 
 class PermissionDenied(CollabError):
@@ -70,6 +94,7 @@ class Client:
         *,
         doc: Doc[Any] | None = None,
         saved_acks: bool = False,
+        events: bool = False,
         reconnect: bool = True,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
@@ -77,7 +102,14 @@ class Client:
     ) -> None:
         if saved_acks:
             url += ("&" if "?" in url else "?") + "saved=1"
+        if events:
+            url += ("&" if "?" in url else "?") + "events=1"
         self.url = url
+        self.wants_events = events
+        #: This connection's id, as the server told it (events only; None until then).
+        self.connection_id: str | None = None
+        self._events: deque[RoomEvent] = deque(maxlen=EVENT_BACKLOG)
+        self._event_arrived = asyncio.Event()
         self.doc: Doc[Any] = Doc() if doc is None else doc
         self.saved_acks = saved_acks
         self._reconnect = reconnect
@@ -162,6 +194,52 @@ class Client:
         self._local_clock += 1
         self._send_local_awareness()
 
+    # -- room events -------------------------------------------------------------------------
+
+    async def send_event(self, data: Any, to: str | None = None) -> None:
+        """Send ``data`` (any JSON value) to everyone else on the document, or only to
+        the connection ``to``. Events are not stored: one sent while disconnected
+        is lost, so this raises ``ConnectionError`` then.
+        """
+        if not self.wants_events:
+            raise ValueError("connect with events=True to send room events")
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("not connected: room events are not kept for later")
+        body: dict[str, Any] = {"data": data}
+        if to is not None:
+            body["to"] = to
+        try:
+            await ws.send(protocol.encode(Event(json.dumps(body))))
+        except ConnectionClosed as exc:
+            raise ConnectionError("the connection closed") from exc
+
+    async def events(self) -> AsyncIterator[RoomEvent]:
+        """Room events from other connections, in arrival order, for as long as you read.
+
+        The last :data:`EVENT_BACKLOG` unread events are kept; older ones are dropped.
+        """
+        if not self.wants_events:
+            raise ValueError("connect with events=True to receive room events")
+        while True:
+            while self._events:
+                yield self._events.popleft()
+            self._event_arrived.clear()
+            await self._event_arrived.wait()
+
+    def _receive_event(self, payload: str) -> None:
+        try:
+            value = json.loads(payload)
+            if "self" in value:
+                self.connection_id = str(value["self"]["id"])
+                return
+            sender = value["sender"]
+            event = RoomEvent(str(sender["id"]), value["data"], sender.get("user"), value.get("to"))
+        except (ValueError, TypeError, KeyError):
+            raise InvalidPayload("the server sent an invalid room event") from None
+        self._events.append(event)
+        self._event_arrived.set()
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -232,6 +310,7 @@ class Client:
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._sent = self._acked = 0
+        self.connection_id = None  # a new connection, a new id (told in its welcome)
         self.connections += 1
         await ws.send(protocol.encode(SyncStep1(self.doc.get_state())))
         if self._local_state is not None:
@@ -270,6 +349,8 @@ class Client:
                 await ws.send(self._awareness_frame())
             case Saved(count):
                 self._acked = count
+            case Event(payload):
+                self._receive_event(payload)
             case Auth(reason):
                 raise PermissionDenied(f"permission denied: {reason}")
         self._changed.set()
@@ -326,8 +407,8 @@ async def _send_quietly(ws: ClientConnection, frame: bytes) -> None:
 async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://host:port/<document>``) for the ``async with`` block.
 
-    Options are :class:`Client`'s keyword arguments (``saved_acks``, ``reconnect``,
-    ``doc``, backoff bounds).
+    Options are :class:`Client`'s keyword arguments (``saved_acks``, ``events``,
+    ``reconnect``, ``doc``, backoff bounds).
     """
     client = Client(url, **options)
     async with client:

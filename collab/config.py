@@ -150,6 +150,37 @@ class Config:
         30.0, "seconds an HTTP edit waits to be durable before it answers 503"
     )
 
+    # Typed room events (?events=1; collab.core.events), bounds per connection.
+    #: A "typing" or chat event is a few hundred bytes.
+    event_max_bytes: int = setting(64 * 1024, "largest room event, in bytes (bigger: 1009)")
+    event_messages_per_second: float = setting(
+        20.0, "room events per second one connection may send (faster: 1008)"
+    )
+    event_burst: int = setting(50, "burst of room events admitted above the rate")
+
+    # Webhooks (collab.integrations.webhooks; docs/webhooks.md)
+    webhook_url: tuple[str, ...] = setting(
+        (), "POST document events to this URL (repeatable; as a variable: comma-separated)"
+    )
+    #: Empty: deliveries are not signed.
+    webhook_secret: str = setting("", "HMAC-SHA256 key of the X-Collab-Signature header")
+    webhook_include_text: bool = setting(False, "document.changed carries the document's text")
+    webhook_debounce_seconds: float = setting(
+        2.0, "document.changed goes out this long after the last change..."
+    )
+    webhook_max_wait_seconds: float = setting(
+        10.0, "... or this long after the first one, while editing goes on"
+    )
+    webhook_timeout: float = setting(10.0, "seconds one delivery attempt may take")
+    #: Doubles after each failure (with jitter), up to a minute.
+    webhook_retry_delay: float = setting(1.0, "seconds before the first retry of a delivery")
+    webhook_retry_for_seconds: float = setting(
+        600.0, "a delivery still failing this long after its first attempt is dropped"
+    )
+    webhook_queue_size: int = setting(
+        1000, "deliveries waiting per URL; when full the oldest is dropped"
+    )
+
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""
         return dataclasses.replace(self, **changes)
@@ -194,7 +225,7 @@ class Setting:
 
     #: Field names from Config down: ``("port",)``, ``("retention", "hourly_seconds")``.
     path: tuple[str, ...]
-    #: ``str``, ``int``, ``float`` or ``bool``.
+    #: ``str``, ``int``, ``float`` or ``bool`` (of each item, for a ``tuple`` setting).
     kind: type
     #: ``None`` is a valid value (written ``none``, or empty in a variable).
     optional: bool
@@ -202,6 +233,8 @@ class Setting:
     choices: tuple[str, ...]
     default: Any
     help: str
+    #: A ``tuple[str, ...]`` field: a flag given many times, a variable comma-separated.
+    many: bool = False
 
     @property
     def name(self) -> str:
@@ -225,6 +258,8 @@ class Setting:
             ValueError: ``raw`` is not such a value; the message quotes it but does
                 not name the setting (the caller knows whether it was a flag).
         """
+        if self.many:
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         text = raw.strip()
         if self.optional and text.lower() in ("", "none"):
             return None
@@ -251,6 +286,8 @@ class Setting:
         """``value`` written as :meth:`parse` reads it back."""
         if value is None:
             return "none"
+        if self.many:
+            return ",".join(value)
         if self.kind is bool:
             return "on" if value else "off"
         return str(value)
@@ -264,7 +301,8 @@ def settings() -> list[Setting]:
 
     They are found when this module is imported, which raises ``TypeError`` if a
     field has a type no variable or flag can hold (give it str, int, float or bool,
-    optionally ``| None``, a ``Literal`` of strings, or a frozen dataclass of those)
+    optionally ``| None``, a ``Literal`` of strings, ``tuple[str, ...]``, or a frozen
+    dataclass of those)
     or if two settings would have the same name.
     """
     return list(_SETTINGS)
@@ -305,13 +343,16 @@ def _discover(cls: type, prefix: tuple[str, ...], default: Any) -> list[Setting]
         if isinstance(kind, types.UnionType) and type(None) in args and len(args) == 2:
             optional = True
             kind = next(a for a in args if a is not type(None))
+        many = kind == tuple[str, ...]
+        if many:
+            kind = str
         choices: tuple[str, ...] = ()
         if typing.get_origin(kind) is Literal and all(isinstance(a, str) for a in args):
             choices, kind = typing.get_args(kind), str
         if kind not in (str, int, float, bool):
             raise TypeError(f"{'.'.join(path)}: a flag cannot hold {hints[f.name]}")
         help_text = f.metadata.get("help", "")
-        found.append(Setting(path, kind, optional, choices, value, help_text))
+        found.append(Setting(path, kind, optional, choices, value, help_text, many))
     return found
 
 

@@ -84,6 +84,18 @@ def _add(group: argparse._ArgumentGroup, s: Setting) -> None:
         )
         return
     metavar = "{" + ",".join(s.choices) + "}" if s.choices else _metavar(s)
+    if s.many:
+        # Repeatable: each occurrence adds one item (its text is not split on commas).
+        group.add_argument(
+            *flags,
+            dest=_DEST + s.name,
+            type=str,
+            action=_Extend,
+            default=argparse.SUPPRESS,
+            metavar=metavar,
+            help=help_text,
+        )
+        return
     group.add_argument(
         *flags,
         dest=_DEST + s.name,
@@ -92,6 +104,20 @@ def _add(group: argparse._ArgumentGroup, s: Setting) -> None:
         metavar=metavar + ("|none" if s.optional else ""),
         help=help_text,
     )
+
+
+class _Extend(argparse.Action):
+    """Collects every occurrence of a repeatable flag into one tuple."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        previous = getattr(namespace, self.dest, ())
+        setattr(namespace, self.dest, (*previous, str(values)))
 
 
 def _metavar(s: Setting) -> str:

@@ -2,10 +2,10 @@
 
 A :class:`Runtime` holds one store, one journal, the rooms, the HTTP router, the
 WebSocket gate and the HTTP fallback's sessions (whose route it adds to the
-router), plus the background tasks (presence expiry, history retention). The
-native server (:mod:`collab.server`) and the ASGI app (:mod:`collab.asgi`) each
-open one and put their transport in front of it, so both serve the same documents
-through the same machinery.
+router), the webhooks when ``webhook_url`` names any, plus the background tasks
+(presence expiry, history retention). The native server (:mod:`collab.server`)
+and the ASGI app (:mod:`collab.asgi`) each open one and put their transport in
+front of it, so both serve the same documents through the same machinery.
 
 Shutting down (leaving :func:`open_runtime`) commits every accepted update and
 snapshots every loaded document; transports close their editors first (the
@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 from collab.config import Config
 from collab.core.gate import Gate
 from collab.core.journal import Journal
+from collab.core.observer import DocumentObserver
 from collab.core.rooms import Rooms
 from collab.errors import CollabError
+from collab.history import formats
 from collab.history import versions as history
 from collab.http import api, edits, pages
 from collab.http.router import Router
+from collab.integrations.webhooks import Webhooks
 from collab.store import Store, store_from_url
+from collab.store.replay import replay
 from collab.transports.fallback import Fallback
 
 __all__ = ["Runtime", "open_runtime"]
@@ -49,6 +53,22 @@ class Runtime:
     gate: Gate
     fallback: Fallback
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Told of durable commits and deletions (the webhooks), if anyone listens.
+    observer: DocumentObserver | None = None
+
+    def document_deleted(self, doc: str) -> None:
+        """Tell whoever watches documents (webhooks: ``document.deleted``) that ``doc``
+        was deleted. The DELETE path calls it once the deletion is durable."""
+        if self.observer is not None:
+            self.observer.deleted(doc)
+
+    async def text_of(self, doc: str) -> str:
+        """The current text of ``doc``: the live room's if loaded, else the store's."""
+        room = self.rooms.get(doc)
+        if room is not None:
+            return formats.text_of(room.doc, self.config)
+        loaded = await self.store.load(doc)
+        return formats.text_of(replay(loaded.snapshot, loaded.entries), self.config)
 
     def close_sessions(self) -> None:
         """Close the HTTP fallback's sessions (1001), before the server stops its listener:
@@ -92,13 +112,21 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     if own_store:
         await the_store.open()
     try:
-        async with Journal(the_store, config) as journal:
+        # Webhooks outlive the journal: its last commits at shutdown are reported too.
+        async with (
+            Webhooks(config) if config.webhook_url else contextlib.nullcontext(None) as webhooks,
+            Journal(the_store, config, observer=webhooks) as journal,
+        ):
             rooms = Rooms(config, the_store, journal)
             gate = Gate(rooms, config)
             fallback = Fallback(gate, config)
             router = build_router(config, the_store, rooms)
             router.add(fallback.route())
-            runtime = Runtime(config, the_store, journal, rooms, router, gate, fallback)
+            runtime = Runtime(
+                config, the_store, journal, rooms, router, gate, fallback, observer=webhooks
+            )
+            if webhooks is not None:
+                webhooks.text_of = runtime.text_of
             runtime.tasks = [
                 asyncio.create_task(runtime._tick(), name="collab tick"),
                 asyncio.create_task(runtime._thin_history(), name="collab retention"),

@@ -62,6 +62,8 @@ def shown(value: object) -> str:
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(value)
     return str(value)
 
 
@@ -106,6 +108,17 @@ def test_flag_wins_over_variable_which_wins_over_default(
     from_env = value(parse("serve", env=env))
     assert from_env != default and from_env != expected
     assert value(parse("serve", flag, flag_value, env=env)) == expected
+
+
+def test_a_tuple_setting_is_a_repeatable_flag_and_a_comma_separated_variable() -> None:
+    env = {"COLLAB_WEBHOOK_URL": "http://a.example/hook, http://b.example/hook,"}
+    assert parse("serve").webhook_url == ()
+    assert parse("serve", env=env).webhook_url == ("http://a.example/hook", "http://b.example/hook")
+    flags = parse(
+        "serve", "--webhook-url", "http://c/x?a=1,2", "--webhook-url", "http://d/", env=env
+    )
+    assert flags.webhook_url == ("http://c/x?a=1,2", "http://d/")  # a flag's text is not split
+    assert parse("serve", env={"COLLAB_WEBHOOK_URL": ""}).webhook_url == ()
 
 
 def test_booleans_are_flag_pairs() -> None:

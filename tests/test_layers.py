@@ -7,6 +7,7 @@ Layers, bottom to top (docs/architecture.md draws them):
     store       the update log and snapshots
     history     versions, exports (read-only; never a live room)
     core        rooms, sessions, the journal, the gate (never awaits the network)
+    integrations  webhooks: the only outbound HTTP of the server
     http        one router and request/response type
     transports  the only importers of websockets, h11 and ASGI servers
     top         runtime, server, asgi, cli, flags, client: assembly and entry points
@@ -43,9 +44,20 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"base", "store"},
     "history": {"base", "wire", "store", "history"},
     "core": {"base", "wire", "store", "core"},
+    "integrations": {"base", "wire", "store", "history", "core", "integrations"},
     "http": {"base", "wire", "store", "history", "core", "http"},
     "transports": {"base", "wire", "store", "history", "core", "http", "transports", "top:runtime"},
-    "top": {"base", "wire", "store", "history", "core", "http", "transports", "top"},
+    "top": {
+        "base",
+        "wire",
+        "store",
+        "history",
+        "core",
+        "integrations",
+        "http",
+        "transports",
+        "top",
+    },
 }
 
 #: Libraries that only some modules may import (prefix match on the module name).
@@ -57,6 +69,11 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "sqlalchemy": ("collab.store.",),
     "alembic": ("collab.store.",),
     "redis": ("collab.fanout.",),
+    # Outbound HTTP: webhooks, and the client's one-shot edits.
+    "urllib.request": ("collab.integrations.", "collab.client"),
+    "http.client": ("collab.integrations.",),
+    "httpx": ("collab.integrations.",),
+    "aiohttp": ("collab.integrations.",),
 }
 
 
@@ -112,10 +129,11 @@ def violations(module: str, path: Path, known: set[str]) -> list[str]:
             if target not in allowed:
                 found.append(f"{module} ({own}) imports {name} ({target})")
         else:
-            top = name.split(".")[0]
-            owners = LIBRARIES.get(top)
-            if owners is not None and not module.startswith(owners):
-                found.append(f"{module} imports {top}, which only {owners} may import")
+            for library, owners in LIBRARIES.items():
+                if name != library and not name.startswith(library + "."):
+                    continue
+                if not module.startswith(owners):
+                    found.append(f"{module} imports {library}, which only {owners} may import")
     return found
 
 
@@ -137,6 +155,9 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
         ("collab.store.sql", "from collab.core.rooms import Rooms", "(core)"),
         ("collab.wire.protocol", "import collab.http.router", "(http)"),
         ("collab.core.session", "import websockets", "only"),
+        ("collab.core.journal", "import urllib.request", "only"),
+        ("collab.http.api", "from urllib.request import urlopen", "only"),
+        ("collab.integrations.webhooks", "from collab.http import router", "(http)"),
         ("collab.history.versions", "from collab.core import room", "(core)"),
     ],
 )

@@ -12,6 +12,7 @@ from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,
+    Event,
     QueryAwareness,
     Saved,
     SyncStep1,
@@ -28,6 +29,7 @@ messages = st.one_of(
     st.just(QueryAwareness()),
     st.builds(Auth, st.text(max_size=50)),
     st.builds(Saved, st.integers(0, 2**53 - 1)),
+    st.builds(Event, st.text(max_size=80)),
 )
 json_states = st.one_of(
     st.just("null"),

@@ -5,12 +5,14 @@
 // network refuses WebSockets, collab's HTTP fallback carrying the very same messages.
 // The document is also kept in the browser's IndexedDB (y-indexeddb), so what was typed
 // offline survives closing the tab and reaches the server when the page is opened again.
+// Room events (type 101, asked for with ?events=1) say who is typing (events.js).
 // This module only wires the pieces together and keeps the status line honest.
 
 import * as Y from 'yjs'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { Connection } from './connection.js'
 import { TextareaBinding } from './binding.js'
+import { roomEvents, typingIndicator, typingLine } from './events.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 
 /** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
@@ -28,6 +30,7 @@ export function defaultServerUrl (loc = window.location) {
  * @param {string} [options.textName] root Y.Text name; collab's history reads "text"
  * @param {HTMLElement} [options.status] receives the status line text (and data-state)
  * @param {HTMLElement} [options.presence] receives one chip per other person here
+ * @param {HTMLElement} [options.typing] receives "<name> is typing…" (room events)
  * @param {HTMLInputElement} [options.nameInput] the user's name, remembered locally
  * @param {HTMLElement} [options.selfDot] shows the user's own colour
  * @param {'auto'|'websocket'|'http'} [options.transport] 'auto' (default): WebSocket, and the
@@ -36,6 +39,7 @@ export function defaultServerUrl (loc = window.location) {
  * @returns {{doc: Y.Doc, text: Y.Text, provider: Connection, binding: TextareaBinding,
  *            persistence: IndexeddbPersistence|null, storedText: () => Promise<string>,
  *            state: () => {status: string, synced: boolean, unsynced: number, transport: string},
+ *            events: {send: Function, on: Function, id: Function}, typing: () => string[],
  *            destroy: () => void}}
  */
 export function mountEditor (textarea, options) {
@@ -51,7 +55,8 @@ export function mountEditor (textarea, options) {
     : new IndexeddbPersistence(storageName, doc)
   // "synced" on the status line means "the server has it", not "another tab has it":
   // the connection has no BroadcastChannel between tabs.
-  const provider = new Connection(serverUrl, docName, doc, { transport })
+  const provider = new Connection(serverUrl, docName, doc, { transport, params: { events: '1' } })
+  const events = roomEvents(provider)
   const { awareness } = provider
 
   let status = provider.status // connecting | connected | disconnected
@@ -160,12 +165,26 @@ export function mountEditor (textarea, options) {
   render()
   renderPresence()
 
+  const typing = typingIndicator(
+    events,
+    () => awareness.getLocalState()?.user?.name ?? name,
+    (names) => {
+      const el = options.typing
+      if (!el) return
+      el.textContent = typingLine(names)
+      el.dataset.count = String(names.length)
+    }
+  )
+  textarea.addEventListener('input', () => typing.noteTyping())
+
   return {
     doc,
     text,
     provider,
     binding,
     persistence,
+    events,
+    typing: typing.typing,
     /** The text this browser holds for the document in IndexedDB (what survives the tab). */
     async storedText () {
       if (!persistence) return ''
@@ -179,6 +198,7 @@ export function mountEditor (textarea, options) {
     },
     state: () => ({ status, synced: provider.synced, unsynced, transport: provider.transport }),
     destroy () {
+      typing.destroy()
       binding.destroy()
       provider.destroy()
       persistence?.destroy()

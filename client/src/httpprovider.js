@@ -82,6 +82,8 @@ export class HttpProvider extends ObservableV2 {
     this._synced = false
     this._run = 0
     this._failures = 0
+    /** Handlers of further message types, by type, called (encoder, decoder, this): as y-websocket's. */
+    this.messageHandlers = []
 
     this._updateHandler = (update, origin) => {
       if (origin === this) return
@@ -286,6 +288,8 @@ export class HttpProvider extends ObservableV2 {
       } else if (type === messageAuth) {
         authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) =>
           console.warn(`Permission denied to access ${this.url}.\n${reason}`))
+      } else if (this.messageHandlers[type]) {
+        this.messageHandlers[type](encoder, decoder, this)
       }
       // Anything else (collab's saved acks, which we never ask for; newer types) is ignored.
     } catch {
@@ -306,6 +310,14 @@ export class HttpProvider extends ObservableV2 {
       session.outbox.push(awarenessMessage(this.awareness, [this.doc.clientID]))
     }
     this._flush(session)
+  }
+
+  /** Send one message now (room events); false when no session is open to carry it. */
+  sendMessage (message) {
+    const session = this.session
+    if (!session || !session.greeted || session.gone) return false
+    this._post(session, message)
+    return true
   }
 
   /** A local change: sent on the session that has greeted (a new one resyncs it anyway). */

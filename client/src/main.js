@@ -10,6 +10,7 @@ import { mountHome } from './home.js'
 
 export { mountEditor, defaultServerUrl } from './editor.js'
 export { TextareaBinding, diff } from './binding.js'
+export { roomEvents, typingLine } from './events.js'
 
 /** The document name from a `/d/<doc>` or `/history/<doc>` URL; the name may hold '/'. */
 export function docNameFromPath (pathname = window.location.pathname) {
@@ -28,6 +29,7 @@ function start () {
       docName,
       status: document.getElementById('status'),
       presence: document.getElementById('presence'),
+      typing: document.getElementById('typing'),
       nameInput: document.getElementById('name'),
       selfDot: document.getElementById('self-dot')
     })

@@ -22,6 +22,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl
 
 from collab.config import Config
+from collab.core.events import EVENTS_PARAM
 from collab.core.rooms import Rooms
 from collab.core.session import Identity, Session, Transport
 from collab.core.signaling import Hub, SignalingPeer, TextTransport, TopicCheck, every_topic
@@ -80,6 +81,7 @@ class DocumentEntry:
     config: Config
     wants_acks: bool
     identity: Identity
+    wants_events: bool = False
 
     @property
     def max_message_size(self) -> int:
@@ -92,6 +94,7 @@ class DocumentEntry:
             self.rooms,
             self.config,
             wants_acks=self.wants_acks,
+            wants_events=self.wants_events,
             identity=self.identity,
         )
         return session if await session.start() else None
@@ -145,4 +148,5 @@ class Gate:
             self.config,
             wants_acks=query.get(SAVED_PARAM) in ("1", "true"),
             identity=Identity(),
+            wants_events=query.get(EVENTS_PARAM) in ("1", "true"),
         )

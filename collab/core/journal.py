@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from collab.config import Config
+from collab.core.observer import Committed, DocumentObserver
 from collab.errors import CloseCode, CollabError, StoreError
 from collab.store import NewEntry, Store
 
@@ -86,6 +87,7 @@ class DocumentLog:
         self._snapshot_time = time.monotonic()
         self._closing = False
         self._superseded = False  # never snapshot: see Journal.open
+        self._new = last_seq == 0  # no entry yet: its first commit creates the document
 
     @property
     def pending(self) -> int:
@@ -180,9 +182,13 @@ class Journal:
     many entries were not made durable and raises ``StoreError``.
     """
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(
+        self, store: Store, config: Config, observer: DocumentObserver | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        #: Told of every durable batch (collab.core.observer); never blocks a commit.
+        self.observer = observer
         self._logs: dict[str, DocumentLog] = {}
         self._queue: deque[_Pending] = deque()
         self._tickets = 0
@@ -412,6 +418,8 @@ class Journal:
                     logger.exception("an on_durable callback of %r failed", pending.entry.doc)
         for log, seq in latest.items():
             log._last_seq = seq
+        if self.observer is not None and done:
+            self._tell_observer(self.observer, done, seqs)
         if self._ticket_callbacks:
             due = [cb for ticket, cb in self._ticket_callbacks if ticket <= self._committed]
             self._ticket_callbacks = [
@@ -435,6 +443,18 @@ class Journal:
             else:
                 waiting.append((ticket, future))
         self._waiters = waiting
+
+    @staticmethod
+    def _tell_observer(observer: DocumentObserver, done: list[_Pending], seqs: list[int]) -> None:
+        committed = []
+        for pending, seq in zip(done, seqs, strict=True):
+            entry, log = pending.entry, pending.log
+            first, log._new = log._new, False
+            committed.append(Committed(entry.doc, seq, entry.client, entry.user, entry.at, first))
+        try:
+            observer.committed(committed)
+        except Exception:
+            logger.exception("the document observer failed")
 
     def _fail(self, batch: _Batch, exc: StoreError) -> None:
         self._failure = exc

@@ -24,6 +24,7 @@ from collab.wire.protocol import (
     Auth,
     Awareness,
     AwarenessEntry,
+    Event,
     Message,
     QueryAwareness,
     Saved,
@@ -141,6 +142,9 @@ class Room:
                 self._receive_awareness(peer, payload)
             case QueryAwareness():
                 peer.send(_awareness_frame(self.awareness.entries()))
+            case Event():
+                # Relayed by sessions (collab.core.events) before the room; never the Doc's.
+                raise ProtocolError("a room event reached the document")
             case Auth() | Saved():
                 # Server-to-client messages; a client has no business sending them,
                 # but stock clients never do and ignoring them harms nothing.

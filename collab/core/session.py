@@ -11,6 +11,7 @@ lives here, once:
 - flow control: a transport whose waiting bytes would pass ``outbox_max_bytes``
   closes this one session with 1013, and the sender is never slowed;
 - durability acknowledgements (``saved`` frames, coalesced per loop turn);
+- typed room events between sessions that asked for them (:mod:`collab.core.events`);
 - the single mapping of errors to close codes, and the one log line that says
   why a session ended.
 
@@ -24,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from collab.config import Config
+from collab.core import events
 from collab.core.room import Room
 from collab.core.rooms import Rooms
 from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
 from collab.wire import protocol
-from collab.wire.protocol import Saved, Update
+from collab.wire.protocol import Event, Saved, Update
 
 __all__ = ["Identity", "Session", "Transport", "close_reason"]
 
@@ -76,11 +79,13 @@ class Session:
         config: Config,
         *,
         wants_acks: bool = False,
+        wants_events: bool = False,
         identity: Identity | None = None,
     ) -> None:
         self.id = secrets.token_hex(4)
         self.name = name
         self.wants_acks = wants_acks
+        self.wants_events = wants_events
         who = identity or Identity()
         self.user = who.user
         self.read_only = who.read_only
@@ -91,6 +96,7 @@ class Session:
         self._closed: CloseCode | int | None = None
         self._saved = 0
         self._ack_scheduled = False
+        self._events = events.EventLimits(config, time.monotonic())
 
     @property
     def closed(self) -> bool:
@@ -116,6 +122,8 @@ class Session:
             return False
         self._room = room
         room.join(self)
+        if self.wants_events:
+            self.send(events.welcome(self))
         return True
 
     def receive(self, data: bytes | str) -> None:
@@ -132,6 +140,11 @@ class Session:
             if isinstance(data, str):
                 raise ProtocolError("text frames are not part of the protocol")
             message = protocol.decode(data)
+            if isinstance(message, Event):
+                # Events are between sessions, never the document's: the room never sees them.
+                event = self._events.check(message.payload, time.monotonic(), self.wants_events)
+                events.relay(self, _sessions(room), event)
+                return
             room.receive(self, message, data if isinstance(message, Update) else None)
         except CollabError as exc:
             self.fail(exc)
@@ -191,6 +204,11 @@ class Session:
     def _close(self, code: int, reason: str) -> None:
         self._closed = code
         self._transport.close(code, close_reason(reason))
+
+
+def _sessions(room: Room) -> list[Session]:
+    # Other kinds of peer (an HTTP edit) have no connection an event could reach.
+    return [peer for peer in room.peers if isinstance(peer, Session)]
 
 
 #: Ends not worth a warning: a normal close, a departure, a connection that just went.

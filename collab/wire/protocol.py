@@ -16,6 +16,7 @@ Frame layout (integers are lib0 varUint, unsigned LEB128)::
 and our extension (sent only to clients that ask for it, see docs/protocol.md)::
 
     100 saved    varUint count of this client's updates that are now durable
+    101 event    varString JSON: a typed room event (collab.core.events has its shape)
 
 Every read is bounds-checked. Bad input raises :class:`~collab.errors.ProtocolError`
 and nothing else: no ``IndexError``, no ``UnicodeDecodeError``.
@@ -36,6 +37,7 @@ __all__ = [
     "Auth",
     "Awareness",
     "AwarenessEntry",
+    "Event",
     "Message",
     "MessageType",
     "QueryAwareness",
@@ -65,6 +67,8 @@ class MessageType(IntEnum):
     QUERY_AWARENESS = 3
     #: collab extension: durability acknowledgement (docs/protocol.md).
     SAVED = 100
+    #: collab extension: a typed room event, relayed between editors (docs/protocol.md).
+    EVENT = 101
 
 
 class SyncType(IntEnum):
@@ -122,7 +126,14 @@ class Saved:
     count: int
 
 
-Message = SyncStep1 | SyncStep2 | Update | Awareness | QueryAwareness | Auth | Saved
+@dataclass(frozen=True, slots=True)
+class Event:
+    """collab extension: a room event, as JSON text (its shape is collab.core.events')."""
+
+    payload: str
+
+
+Message = SyncStep1 | SyncStep2 | Update | Awareness | QueryAwareness | Auth | Saved | Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +255,9 @@ def decode(frame: bytes) -> Message:
     elif kind == MessageType.SAVED:
         count, pos = read_var_uint(frame, pos)
         message = Saved(count)
+    elif kind == MessageType.EVENT:
+        payload_text, pos = _read_string(frame, pos)
+        message = Event(payload_text)
     else:
         raise ProtocolError(f"unknown message type {kind}")
     _expect_end(frame, pos)
@@ -267,6 +281,8 @@ def encode(message: Message) -> bytes:
             return bytes((MessageType.AUTH, 0)) + _write_string(reason)
         case Saved(count):
             return write_var_uint(MessageType.SAVED) + write_var_uint(count)
+        case Event(payload):
+            return write_var_uint(MessageType.EVENT) + _write_string(payload)
     raise TypeError(f"not a message: {message!r}")
 
 

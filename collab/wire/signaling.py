@@ -43,6 +43,7 @@ __all__ = [
     "Unsubscribe",
     "decode",
     "encode",
+    "strict_json",
 ]
 
 #: Deepest nesting of arrays and objects accepted in ``data``. y-webrtc's deepest
@@ -192,6 +193,24 @@ def _depth(value: JSONValue) -> int:
         deepest = max(deepest, level)
         stack.extend((child, level) for child in children)
     return deepest
+
+
+def strict_json(text: str) -> JSONValue:
+    """``text`` as JSON that can be relayed as it is: no ``NaN``/``Infinity``, finite
+    numbers, nesting at most :data:`MAX_DEPTH` deep (room events use it too).
+
+    Raises:
+        ValueError: anything else.
+    """
+    try:
+        value: JSONValue = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def _refuse_constant(name: str) -> float:

@@ -260,3 +260,34 @@ async def test_two_pages_and_a_python_client_converge(
         await two.wait_value(final)
         assert sorted(final) == sorted("[bot]first  second|")
         await expect(one.page.locator("#presence .person")).to_have_count(2)
+
+
+async def test_who_is_typing_is_shown_through_room_events(
+    collab_server: Server, editors: Editors
+) -> None:
+    ada = await editors.open(http(collab_server), "typing", name="Ada")
+    grace = await editors.open(http(collab_server), "typing", name="Grace")
+    await ada.wait_synced()
+    await grace.wait_synced()
+    url = f"ws://127.0.0.1:{collab_server.port}/typing"
+    async with connect(url, events=True) as bot:
+        await bot.wait_for(lambda: bot.connection_id is not None)
+        await expect(grace.page.locator("#typing")).to_have_text("")
+        await ada.textarea.click()
+        await ada.page.keyboard.type("hi")
+        await expect(grace.page.locator("#typing")).to_have_text("Ada is typing…")
+        await expect(ada.page.locator("#typing")).to_have_text("")  # not told of oneself
+        # The page's events are the same as any client's: stamped by the server.
+        async with asyncio.timeout(10):
+            event = await anext(bot.events())
+        assert event.data == {"typing": True, "name": "Ada"}
+        assert event.sender == await ada.page.evaluate("window.collabEditor.events.id()")
+        # And a script's "typing" event shows on every page.
+        await bot.send_event({"typing": True, "name": "Robot"})
+        await expect(ada.page.locator("#typing")).to_have_text("Robot is typing…")
+        await expect(grace.page.locator("#typing")).to_have_text(
+            re.compile(r"^(Ada and Robot|Robot) (are|is) typing…$")
+        )
+    # The line clears once nobody has typed for a while (3 s).
+    await expect(ada.page.locator("#typing")).to_have_text("", timeout=10_000)
+    assert ada.console.unexpected() == [] and grace.console.unexpected() == []

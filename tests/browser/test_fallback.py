@@ -163,3 +163,22 @@ async def reopen(editor: Editor, url: str) -> Editor:
     page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
     await page.goto(url)
     return Editor(editor.context, page, console)
+
+
+async def test_room_events_ride_the_http_fallback_both_ways(
+    collab_server: Server, editors: Editors
+) -> None:
+    async with tcp_proxy(collab_server.port, refuse_upgrades=True) as proxy:
+        behind = await editors.open(f"http://127.0.0.1:{proxy.port}", "chatty", name="Behind")
+        behind.console.allow_network_errors()
+        await expect(behind.status).to_have_text(SYNCED_HTTP)
+        direct = await editors.open(http(collab_server), "chatty", name="Direct")
+        await expect(direct.status).to_have_text(SYNCED_WS)
+        await behind.page.wait_for_function("window.collabEditor.events.id() !== null")
+        await behind.textarea.click()
+        await behind.page.keyboard.type("hi")
+        await expect(direct.page.locator("#typing")).to_have_text("Behind is typing…")
+        await direct.textarea.click()
+        await direct.page.keyboard.type("yo")
+        await expect(behind.page.locator("#typing")).to_have_text("Direct is typing…")
+        assert direct.console.unexpected() == []

@@ -125,6 +125,11 @@ class NodePeer:
     async def set_awareness(self, state: dict[str, Any] | None) -> None:
         await self.request("set_awareness", state=state)
 
+    async def seen(self) -> tuple[list[int], list[str]]:
+        """(message types received so far, every console.error / warn line logged)."""
+        reply = await self.request("seen")
+        return [int(t) for t in reply["types"]], [str(line) for line in reply["logged"]]
+
     async def awareness(self) -> tuple[int, dict[int, Any]]:
         """(own client id, every known state by client id)."""
         reply = await self.request("awareness")

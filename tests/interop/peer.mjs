@@ -19,6 +19,8 @@
 //   {"cmd": "set_awareness", "state": {...}}
 //   {"cmd": "awareness"}                          -> {"states": {clientID: state}, "self": clientID}
 //   {"cmd": "wait_awareness", "key": k, "value": v, "timeout": ms}  (some other peer's state[k] == v)
+//   {"cmd": "seen"}        -> {"types": [message types received, in order, deduplicated],
+//                             "logged": [every console.error / console.warn line]}
 //   {"cmd": "close"}                              -> replies, then exits
 
 import * as readline from 'node:readline'
@@ -32,10 +34,34 @@ if (!serverUrl || !docName) {
   process.exit(2)
 }
 
+// What the stock provider was sent and what it complained about, for tests that prove a
+// server sent it nothing it does not understand (y-websocket logs unknown message types).
+const seenTypes = []
+const logged = []
+for (const level of ['error', 'warn']) {
+  const original = console[level]
+  console[level] = (...args) => { logged.push(args.map(String).join(' ')); original(...args) }
+}
+class RecordingWebSocket extends WebSocket {
+  constructor (...args) {
+    super(...args)
+    this.addEventListener('message', (event) => {
+      const bytes = new Uint8Array(event.data)
+      // The first varUint of a frame is its type; every type y-websocket knows is < 128.
+      let type = 0
+      for (let i = 0, shift = 0; i < bytes.length; i++, shift += 7) {
+        type += (bytes[i] & 0x7f) * 2 ** shift
+        if (bytes[i] < 0x80) break
+      }
+      if (!seenTypes.includes(type)) seenTypes.push(type)
+    })
+  }
+}
+
 const doc = new Y.Doc()
 const text = doc.getText('text')
 const provider = new WebsocketProvider(serverUrl, docName, doc, {
-  WebSocketPolyfill: WebSocket,
+  WebSocketPolyfill: RecordingWebSocket,
   disableBc: true
 })
 const awareness = provider.awareness
@@ -102,6 +128,7 @@ const handlers = {
     await waitFor(check, timeout, [[awareness, 'change']])
     return { states: statesObject() }
   },
+  seen: async () => ({ types: seenTypes, logged }),
   close: async () => {
     provider.destroy()
     doc.destroy()
