@@ -405,3 +405,18 @@ async def test_default_limits_admit_a_2_mib_paste_and_a_50_mb_first_sync(server:
         await owner.wait_saved(timeout=60)  # its first sync (one ~50 MB step 2) went through
         async with connect(doc_url(server, "huge")) as newcomer:
             await newcomer.wait_for(lambda: len(text_of(newcomer.doc)) == 50_000_000, 60)
+
+
+async def test_an_edit_sent_just_before_a_normal_close_is_kept(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The update and the close frame often arrive in one read: both must count.
+    with caplog.at_level(logging.WARNING, logger="collab.session"):
+        for attempt in range(5):
+            async with connect(doc_url(server, "last-words")) as client:
+                await client.wait_synced()
+                client.doc.get("text", type=Text).insert(0, str(attempt))
+            await eventually(lambda: "last-words" not in server.rooms.loaded())
+    loaded = await server.store.load("last-words")
+    assert loaded.last_seq == 5
+    assert [r.getMessage() for r in caplog.records] == []  # a normal close, not 1011

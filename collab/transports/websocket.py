@@ -49,6 +49,7 @@ class WebSocket:
         self._config = config
         self._receiver: Receiver | None = None
         self._ended = False
+        self._closed_here = False  # close() was called: what arrives after is dropped
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._loop = asyncio.get_running_loop()
@@ -71,6 +72,7 @@ class WebSocket:
     def close(self, code: int, reason: str) -> None:
         if self._protocol.state is not State.OPEN:
             return
+        self._closed_here = True
         self._protocol.send_close(code, reason)
         self._flush()
         # Called from inside a broadcast (a slow consumer) or a session's receive:
@@ -143,7 +145,9 @@ class WebSocket:
 
     def _deliver(self, data: bytes, text: bool) -> None:
         receiver = self._receiver
-        if receiver is None or self._protocol.state is not State.OPEN:
+        # Not the protocol's state: a peer's close frame parsed in the same read as its
+        # last update has already left OPEN, and that update must still count.
+        if receiver is None or self._closed_here:
             return
         if text:
             try:
