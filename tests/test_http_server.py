@@ -90,6 +90,17 @@ async def test_a_body_over_the_limit_gets_413(config: Config, serve_kind: object
             assert (await client.get("/api/docs")).status_code == 200  # the server carries on
 
 
+def serve_stream(server: RunningServer, path: str, chunks: AsyncIterator[bytes]) -> None:
+    """Answer ``GET path`` with an event stream of ``chunks``, through the server's router."""
+
+    async def stream(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, content_type="text/event-stream", stream=chunks)
+
+    router_of(server).add(  # type: ignore[attr-defined]
+        Route(exact(path), frozenset({"GET"}), stream)
+    )
+
+
 async def test_streamed_responses_arrive_chunk_by_chunk(server: RunningServer) -> None:
     release = asyncio.Event()
     closed = asyncio.Event()
@@ -102,12 +113,7 @@ async def test_streamed_responses_arrive_chunk_by_chunk(server: RunningServer) -
         finally:
             closed.set()
 
-    async def stream(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, content_type="text/event-stream", stream=chunks())
-
-    router_of(server).add(  # type: ignore[attr-defined]
-        Route(exact("/stream"), frozenset({"GET"}), stream)
-    )
+    serve_stream(server, "/stream", chunks())
     async with (
         httpx.AsyncClient(base_url=base(server)) as client,
         client.stream("GET", "/stream") as response,
@@ -131,12 +137,7 @@ async def test_a_client_leaving_a_stream_closes_it(server: RunningServer) -> Non
         finally:
             closed.set()
 
-    async def stream(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, content_type="text/event-stream", stream=forever())
-
-    router_of(server).add(  # type: ignore[attr-defined]
-        Route(exact("/forever"), frozenset({"GET"}), stream)
-    )
+    serve_stream(server, "/forever", forever())
     async with (
         httpx.AsyncClient(base_url=base(server)) as client,
         client.stream("GET", "/forever") as response,
