@@ -4,9 +4,11 @@ Layers, bottom to top (docs/architecture.md draws them):
 
     base        config, errors, names
     wire        bytes <-> messages, sans I/O
+    policy      tokens -> identity, origins, limits: pure (strings and a clock in)
     store       the update log and snapshots
     history     versions, exports (read-only; never a live room)
     core        rooms, sessions, the journal, the gate (never awaits the network)
+    fanout      what joins processes (Redis): the only importer of redis
     integrations  webhooks: the only outbound HTTP of the server
     http        one router and request/response type
     transports  the only importers of websockets, h11 and ASGI servers
@@ -41,18 +43,32 @@ TOP = {
 ALLOWED: dict[str, set[str]] = {
     "base": {"base"},
     "wire": {"base", "wire"},
+    "policy": {"base", "policy"},
     "store": {"base", "store"},
     "history": {"base", "wire", "store", "history"},
-    "core": {"base", "wire", "store", "core"},
+    "core": {"base", "wire", "policy", "store", "core"},
+    "fanout": {"base", "wire", "policy", "store", "core", "fanout"},
     "integrations": {"base", "wire", "store", "history", "core", "integrations"},
-    "http": {"base", "wire", "store", "history", "core", "http"},
-    "transports": {"base", "wire", "store", "history", "core", "http", "transports", "top:runtime"},
-    "top": {
+    "http": {"base", "wire", "policy", "store", "history", "core", "http"},
+    "transports": {
         "base",
         "wire",
+        "policy",
         "store",
         "history",
         "core",
+        "http",
+        "transports",
+        "top:runtime",
+    },
+    "top": {
+        "base",
+        "wire",
+        "policy",
+        "store",
+        "history",
+        "core",
+        "fanout",
         "integrations",
         "http",
         "transports",
@@ -69,6 +85,8 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "sqlalchemy": ("collab.store.",),
     "alembic": ("collab.store.",),
     "redis": ("collab.fanout.",),
+    "jwt": ("collab.policy.",),
+    "prometheus_client": ("collab.http.",),
     # Outbound HTTP: webhooks, and the client's one-shot edits.
     "urllib.request": ("collab.integrations.", "collab.client"),
     "http.client": ("collab.integrations.",),

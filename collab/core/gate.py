@@ -126,10 +126,13 @@ class Gate:
         self.config = config
         self.signaling = signaling if signaling is not None else Hub(config)
 
-    def admit(self, path: str, query_string: str, headers: Mapping[str, str]) -> Entry:
+    def admit(
+        self, path: str, query_string: str, headers: Mapping[str, str], client: str = ""
+    ) -> Entry:
         """What the upgrade of raw ``path`` (below the mount point) opens.
 
-        ``headers`` has lower-case names.
+        ``headers`` has lower-case names; ``client`` is the peer's address as the
+        transport saw it (``"host:port"``, or ``""`` when unknown).
 
         Raises:
             CollabError: the request is refused (its ``http_status``, its reason).

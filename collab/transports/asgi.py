@@ -199,7 +199,8 @@ class CollabApp:
             return
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            entry = runtime.gate.admit(_path_below_mount(scope), query, _headers(scope))
+            client = ":".join(str(part) for part in scope.get("client") or ())
+            entry = runtime.gate.admit(_path_below_mount(scope), query, _headers(scope), client)
         except CollabError as exc:
             log.info("refused an upgrade of %s: %s", scope.get("path"), exc.reason)
             await _refuse(scope, send, json_error(exc.http_status, exc.reason))

@@ -285,7 +285,9 @@ class Fallback:
     async def _open(self, request: HttpRequest) -> HttpResponse:
         if request.body:
             raise InvalidRequest("opening a session takes no body; POST messages with ?session=")
-        entry = self.gate.admit(request.path[len(PREFIX) :], request.query_string, request.headers)
+        entry = self.gate.admit(
+            request.path[len(PREFIX) :], request.query_string, request.headers, request.client
+        )
         if not isinstance(entry, DocumentEntry):  # /signal: y-webrtc speaks WebSocket only
             raise NotFound("only documents have an HTTP fallback")
         key = secrets.token_urlsafe(18)

@@ -333,7 +333,7 @@ class _Connection(asyncio.Protocol):
     async def _upgrade(self, event: h11.Request) -> None:
         path, _, query = event.target.decode("latin-1").partition("?")
         try:
-            entry = self.listener.gate.admit(path, query, _headers(event))
+            entry = self.listener.gate.admit(path, query, _headers(event), self._peer())
         except CollabError as exc:
             log.info("refused an upgrade of %s: %s", path, exc.reason)
             await self._write_response(json_error(exc.http_status, exc.reason), close=True)
