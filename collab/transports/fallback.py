@@ -289,6 +289,7 @@ class Fallback:
             request.path[len(PREFIX) :], request.query_string, request.headers, request.client
         )
         if not isinstance(entry, DocumentEntry):  # /signal: y-webrtc speaks WebSocket only
+            entry.abandon()
             raise NotFound("only documents have an HTTP fallback")
         key = secrets.token_urlsafe(18)
         record: _HttpSession | None = None

@@ -153,6 +153,9 @@ def start_server(
             raise ValueError("collab-base needs --baseline-repo")
         repo = BASELINE_REPO
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    # Every simulated editor connects from 127.0.0.1: the per-IP limit would refuse the
+    # idle phase's thousand. (A variable, not a flag: an older checkout ignores it.)
+    env["COLLAB_MAX_CONNECTIONS_PER_IP"] = "none"
     if kind == "collab-asgi":
         env["COLLAB_DB_URL"] = collab_db or f"sqlite:///{workdir / 'bench.db'}"
     with log_path.open("wb") as log:
