@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.relay import RoomRelay
 from collab.core.room import Log, Room
 from collab.store import Store
@@ -161,6 +162,7 @@ class Rooms:
             await self._relay.join(room)  # never raises; bounded by redis_sync_timeout
         self._rooms[name] = room
         self._logs[name] = document_log
+        metrics.DOCUMENTS_LOADED.value += 1
         log.debug("loaded %s (seq %d)", name, loaded.last_seq)
         return room
 
@@ -171,6 +173,7 @@ class Rooms:
         room = self._rooms.pop(name, None)
         if room is None:
             return
+        metrics.DOCUMENTS_LOADED.value -= 1
         document_log = self._logs.pop(name)
         if self._relay is not None:
             self._relay.leave(room)

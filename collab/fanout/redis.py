@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.room import Room
 from collab.errors import CollabError, ProtocolError
 from collab.wire import relay as wire
@@ -254,6 +255,7 @@ class RedisRelay:
                 continue
             delay = _FIRST_RETRY_DELAY
             self.stats.published += len(batch)
+            metrics.REDIS_PUBLISHED.value += len(batch)
             if not self._outbox:
                 self._drained.set()
             if self._publish_failed:
@@ -299,9 +301,11 @@ class RedisRelay:
             self.stats.downs += 1
             log.warning("lost Redis (serving local editors; resync when it is back): %s", exc)
         self.up = False
+        metrics.REDIS_UP.set(0)
 
     def _went_up(self) -> None:
         self.up = True
+        metrics.REDIS_UP.set(1)
         self.stats.ups += 1
         if self.stats.ups > 1:
             log.info("Redis is back: resyncing %d documents", len(self._rooms))
@@ -319,6 +323,7 @@ class RedisRelay:
     def _resync(self, name: str, room: Room, why: str) -> None:
         log.debug("resyncing %r (%s)", name, why)
         self.stats.resyncs += 1
+        metrics.REDIS_RESYNCS.value += 1
         self._publish(name, Kind.SYNC_REQUEST, room.doc.get_state())
         presence = room.local_awareness()
         if presence is not None:
