@@ -99,7 +99,7 @@ def test_an_empty_list_trusts_nobody_and_star_trusts_everyone() -> None:
 
 
 def test_a_bad_proxy_address_is_refused_with_its_name() -> None:
-    with pytest.raises(ValueError, match="'proxy.local'"):
+    with pytest.raises(ValueError, match=r"'proxy\.local'"):
         TrustedProxies(["127.0.0.1", "proxy.local"])
 
 
