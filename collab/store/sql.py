@@ -7,6 +7,7 @@ change them, and :meth:`SqlStore.open` brings a database to the newest, see
     documents(id PK, name UNIQUE, created_at, updated_at, last_seq)
     updates(doc_id, seq, at, client, user, data)      PK (doc_id, seq)
     snapshots(doc_id, seq, at, state)                 PK (doc_id, seq)
+    tombstones(id PK, name, deleted_at, state_vector) INDEX (name)
 
 Seqs are per document, from 1, without gaps except where retention merged a
 range. ``documents.last_seq`` is the counter: :meth:`SqlStore.append` bumps it
@@ -43,7 +44,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.errors import StoreError
-from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, schema
+from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone, schema
 from collab.store.schema import SchemaState
 
 #: The tables this code reads and writes, as of the head revision. A change here ships
@@ -83,6 +84,15 @@ snapshots_table = sa.Table(
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("state", sa.LargeBinary, nullable=False),
+)
+
+tombstones_table = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, index=True),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.Column("state_vector", sa.LargeBinary, nullable=False),
 )
 
 #: Errors that mean "the database failed", as opposed to a bug in this module.
@@ -472,7 +482,11 @@ class SqlStore:
             snapshot = await self._latest_snapshot(conn, doc, None)
             after = snapshot.seq if snapshot else 0
             entries = await self._entries(conn, doc, after, None)
-        return Loaded(snapshot=snapshot, entries=entries)
+            found = await conn.execute(
+                _TOMBSTONES.where(tombstones_table.c.name == doc).order_by(tombstones_table.c.id)
+            )
+            tombstones = tuple(Tombstone(*row) for row in found)
+        return Loaded(snapshot=snapshot, entries=entries, tombstones=tombstones)
 
     async def documents(self) -> list[DocumentInfo]:
         async with self._connect("documents") as conn:
@@ -524,13 +538,28 @@ class SqlStore:
                 )
             )
 
-    async def delete(self, doc: str) -> bool:
+    async def delete(self, doc: str, state_vector: bytes | None = None) -> bool:
         async with self._begin("delete") as conn:
             doc_id = _doc_id(doc)
             await conn.execute(updates.delete().where(updates.c.doc_id == doc_id))
             await conn.execute(snapshots_table.delete().where(snapshots_table.c.doc_id == doc_id))
             result = await conn.execute(documents.delete().where(documents.c.name == doc))
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            if state_vector is not None:
+                await conn.execute(
+                    tombstones_table.insert().values(
+                        name=doc, deleted_at=time.time(), state_vector=bytes(state_vector)
+                    )
+                )
+            return True
+
+    async def tombstones(self, after: int = 0) -> list[Tombstone]:
+        async with self._connect("tombstones") as conn:
+            found = await conn.execute(
+                _TOMBSTONES.where(tombstones_table.c.id > after).order_by(tombstones_table.c.id)
+            )
+            return [Tombstone(*row) for row in found]
 
     @staticmethod
     async def _latest_snapshot(
@@ -558,6 +587,13 @@ class SqlStore:
             # Columns are in LogEntry's field order; both drivers return ``bytes`` for blobs.
             return [LogEntry(*row) for row in result.all()]
 
+
+_TOMBSTONES = sa.select(
+    tombstones_table.c.id,
+    tombstones_table.c.name,
+    tombstones_table.c.deleted_at,
+    tombstones_table.c.state_vector,
+)
 
 _INFO = sa.select(
     documents.c.name, documents.c.created_at, documents.c.updated_at, documents.c.last_seq
