@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent
 
+from collab.core import metrics
 from collab.core.awareness import AwarenessTable
 from collab.errors import Forbidden, InvalidPayload, ProtocolError
 from collab.wire import protocol
@@ -169,6 +170,7 @@ class Room:
     # -- internals ----------------------------------------------------------------------------
 
     def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
+        metrics.UPDATES_RECEIVED.value += 1
         if peer.read_only:
             raise Forbidden("this connection is read-only")
         self._delta = None
@@ -206,6 +208,7 @@ class Room:
             # other three were deletions listing their two clients in another order.)
             frame = protocol.encode(Update(delta))
         self._broadcast(frame, exclude=peer)
+        metrics.DELIVERIES_SENT.value += len(self.peers) - (peer in self.peers)
         if self._log is not None:
             on_durable = peer.saved if peer.wants_acks else None
             self._log.append(delta, peer.id, peer.user, on_durable)

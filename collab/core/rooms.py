@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.room import Log, Room
 from collab.store import Store
 from collab.store.replay import replay
@@ -150,6 +151,7 @@ class Rooms:
         room.attach_log(document_log)
         self._rooms[name] = room
         self._logs[name] = document_log
+        metrics.DOCUMENTS_LOADED.value += 1
         log.debug("loaded %s (seq %d)", name, loaded.last_seq)
         return room
 
@@ -160,6 +162,7 @@ class Rooms:
         room = self._rooms.pop(name, None)
         if room is None:
             return
+        metrics.DOCUMENTS_LOADED.value -= 1
         document_log = self._logs.pop(name)
         task = asyncio.create_task(self._unload(room, document_log), name=f"unload {name}")
         self._unloading[name] = task

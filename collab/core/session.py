@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from collab.config import Config
-from collab.core import events
+from collab.core import events, metrics
 from collab.core.room import Room
 from collab.core.rooms import Rooms
 from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
@@ -94,6 +94,7 @@ class Session:
         self._max_bytes = config.outbox_max_bytes
         self._room: Room | None = None
         self._closed: CloseCode | int | None = None
+        self._ended = False
         self._saved = 0
         self._ack_scheduled = False
         self._events = events.EventLimits(config, time.monotonic())
@@ -116,11 +117,14 @@ class Session:
         except StoreError as exc:
             log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
             self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
+            self.end()  # counted here: the transport does not end a session that never started
             return False
         if self._closed is not None:  # the connection went while the document loaded
             self._rooms.release(room)
             return False
         self._room = room
+        metrics.CONNECTIONS_OPEN.value += 1
+        metrics.CONNECTIONS_OPENED.value += 1
         room.join(self)
         if self.wants_events:
             self.send(events.welcome(self))
@@ -136,6 +140,7 @@ class Session:
         room = self._room
         if room is None or self._closed is not None:
             return
+        metrics.BYTES_IN.value += len(data)
         try:
             if isinstance(data, str):
                 raise ProtocolError("text frames are not part of the protocol")
@@ -166,12 +171,20 @@ class Session:
         sent, a frame the transport refused); anything but a normal close that the
         session did not initiate itself is logged here.
         """
+        if self._ended:
+            return
+        self._ended = True
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
                 log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+            # A connection that went without a close frame is 1006, as the peer sees it.
+            metrics.CONNECTIONS_CLOSED.inc(str(code if code is not None else 1006))
+        else:
+            metrics.CONNECTIONS_CLOSED.inc(str(int(self._closed)))
         room, self._room = self._room, None
         if room is not None:
+            metrics.CONNECTIONS_OPEN.value -= 1
             room.leave(self)
             self._rooms.release(room)
 
@@ -188,6 +201,7 @@ class Session:
             # It reconnects and resyncs from its state vector, losing nothing.
             self.fail(SlowConsumer(f"outbox over {self._max_bytes} bytes"))
             return
+        metrics.BYTES_OUT.value += len(frame)
         transport.write(frame)
 
     def saved(self) -> None:

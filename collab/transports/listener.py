@@ -30,6 +30,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.gate import Gate
 from collab.errors import CollabError, MessageTooBig
 from collab.http.messages import HttpRequest, HttpResponse, json_error
@@ -335,6 +336,7 @@ class _Connection(asyncio.Protocol):
         try:
             entry = self.listener.gate.admit(path, query, _headers(event), self._peer())
         except CollabError as exc:
+            metrics.HANDSHAKES_REFUSED.inc(str(exc.http_status))
             log.info("refused an upgrade of %s: %s", path, exc.reason)
             await self._write_response(json_error(exc.http_status, exc.reason), close=True)
             return
