@@ -131,6 +131,21 @@ class Config:
         30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
     )
 
+    # Several processes (docs/deployment.md): Redis joins the processes that hold a document.
+    redis_url: str | None = setting(
+        None, "Redis joining processes that serve the same documents (none: one process)"
+    )
+    redis_channel_prefix: str = setting(
+        "collab:doc:", "Redis channel of a document: this prefix and the document's name"
+    )
+    #: Bounds how long the first editor of a document on this process may wait.
+    redis_sync_timeout: float = setting(
+        1.0, "seconds a process loading a document waits for the others' state"
+    )
+    workers: int = setting(1, "processes serving one port (more than 1 needs --redis-url)")
+    #: Set by `collab serve --workers N` in each worker (0..N-1); none in a lone process.
+    worker_index: int | None = setting(None, "this worker's index (set by --workers)")
+
     # History
     history_enabled: bool = setting(True, "keep history (off: only what the current text needs)")
     #: Empty: read from each document (collab.history.formats: a Y.Text or Y.XmlFragment).

@@ -7,6 +7,11 @@ pushes frames to the other editors through :meth:`Peer.send`, which never
 blocks. What the Doc integrated goes to the document's log (the journal) in
 the same synchronous step, so a snapshot taken between two updates always
 matches the log.
+
+With several processes (collab.core.relay), what local editors change also goes
+to the room's :attr:`Room.relay`; what other processes' editors changed comes in
+through :meth:`Room.receive_remote` and :meth:`Room.receive_remote_awareness`,
+which forward it to every local editor but never log it nor relay it again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pycrdt import Doc, TransactionEvent
 
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
+from collab.core.relay import Relay
 from collab.errors import Forbidden, InvalidPayload, ProtocolError
 from collab.wire import protocol
 from collab.wire.protocol import (
@@ -35,6 +41,9 @@ from collab.wire.protocol import (
 )
 
 log = logging.getLogger("collab.room")
+
+#: The origin of transactions and the owner of presence that came from another process.
+REMOTE: object = type("Remote", (), {"__repr__": lambda self: "REMOTE"})()
 
 
 class Peer(Protocol):
@@ -94,6 +103,10 @@ class Room:
         self._log = log
         self._clock = clock
         self._renewals: dict[int, AwarenessEntry] = {}
+        #: Renewals of local editors' presence, for the relay (other processes expire them).
+        self._local_renewals: dict[int, AwarenessEntry] = {}
+        #: Told of every change local editors make; set by Rooms when processes are joined.
+        self.relay: Relay | None = None
         self._delta: bytes | None = None
         self._subscription = doc.observe(self._on_transaction)
 
@@ -116,7 +129,10 @@ class Room:
         self.peers.discard(peer)
         removals = self.awareness.remove_owner(peer)
         if removals:
-            self._broadcast(_awareness_frame(removals), exclude=None)
+            frame = _awareness_frame(removals)
+            self._broadcast(frame, exclude=None)
+            if self.relay is not None:
+                self.relay.awareness(self.name, protocol.encode_awareness(removals))
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -154,14 +170,25 @@ class Room:
     def tick(self) -> None:
         """Expire silent presence and forward batched renewals. Call periodically."""
         now = self._clock()
+        remote = self.awareness.owned_by(REMOTE) if self.relay is not None else set()
         removals = self.awareness.expire(now)
         if removals:
             self._broadcast(_awareness_frame(removals), exclude=None)
+        gone = _ids(removals)
         if self._renewals:
-            renewals = [e for e in self._renewals.values() if e.client_id not in _ids(removals)]
+            renewals = [e for e in self._renewals.values() if e.client_id not in gone]
             self._renewals.clear()
             if renewals:
                 self._broadcast(_awareness_frame(renewals), exclude=None)
+        if self.relay is not None:
+            # Only what local editors own: another process's states are renewed (or
+            # expired) by that process; announcing their expiry here could remove a
+            # state whose editor is still there (after a Redis outage, say).
+            relayed = [e for e in removals if e.client_id not in remote]
+            relayed += [e for e in self._local_renewals.values() if e.client_id not in gone]
+            if relayed:
+                self.relay.awareness(self.name, protocol.encode_awareness(relayed))
+        self._local_renewals.clear()
 
     def close(self) -> None:
         """Detach from the Doc; the room must not be used afterwards."""
@@ -214,6 +241,8 @@ class Room:
             self._log.append(delta, peer.id, peer.user, on_durable)
         elif peer.wants_acks:
             peer.saved()
+        if self.relay is not None:
+            self.relay.update(self.name, delta)
 
     def _ack_when_durable(self, peer: Peer) -> None:
         if self._log is None:
@@ -232,10 +261,66 @@ class Room:
         changes = self.awareness.apply(entries, owner=peer, now=self._clock())
         if changes.changed:
             self._broadcast(_awareness_frame(changes.changed), exclude=peer)
+            if self.relay is not None:
+                whole = len(changes.changed) == len(entries)
+                relayed = payload if whole else protocol.encode_awareness(changes.changed)
+                self.relay.awareness(self.name, relayed)
+        for entry in changes.renewed:
+            self._renewals[entry.client_id] = entry
+            if self.relay is not None:
+                self._local_renewals[entry.client_id] = entry
+        for entry in changes.changed:
+            self._renewals.pop(entry.client_id, None)
+            self._local_renewals.pop(entry.client_id, None)
+
+    # -- what other processes send (collab.core.relay) -----------------------------------------
+
+    def receive_remote(self, update: bytes) -> None:
+        """Apply an update that another process's editor sent (or a resync's step 2).
+
+        What the Doc integrated goes to every local editor. It is not logged (the
+        process whose editor sent it logs it) and not handed to the relay again.
+
+        Raises:
+            InvalidPayload: pycrdt cannot apply ``update`` (the Doc is unchanged).
+        """
+        self._delta = None
+        try:
+            with self.doc.transaction(origin=REMOTE):
+                self.doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidPayload("invalid update from another process") from exc
+        delta, self._delta = self._delta, None
+        if delta is None:
+            return
+        if delta == _EMPTY_UPDATE:
+            delta = update  # see _apply: items past a gap in their client's clock
+        self._broadcast(protocol.encode(Update(delta)), exclude=None)
+
+    def receive_remote_awareness(self, payload: bytes) -> None:
+        """Apply presence that another process's editors set; forward what changed.
+
+        Raises:
+            InvalidPayload: ``payload`` is not an awareness update.
+        """
+        try:
+            entries = protocol.decode_awareness(payload)
+        except ProtocolError as exc:
+            raise InvalidPayload(f"invalid awareness update: {exc.reason}") from exc
+        changes = self.awareness.apply(entries, owner=REMOTE, now=self._clock())
+        if changes.changed:
+            self._broadcast(_awareness_frame(changes.changed), exclude=None)
         for entry in changes.renewed:
             self._renewals[entry.client_id] = entry
         for entry in changes.changed:
             self._renewals.pop(entry.client_id, None)
+
+    def local_awareness(self) -> bytes | None:
+        """Every state local editors own, as one awareness update (``None``: there are none),
+        for a process that catches up."""
+        remote = self.awareness.owned_by(REMOTE)
+        entries = [e for e in self.awareness.entries() if e.client_id not in remote]
+        return protocol.encode_awareness(entries) if entries else None
 
     def _broadcast(self, frame: bytes, exclude: Peer | None) -> None:
         for peer in self.peers:
