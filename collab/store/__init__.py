@@ -158,14 +158,16 @@ class Store(Protocol):
         ...
 
 
-def store_from_url(url: str, *, auto_migrate: bool = True) -> Store:
+def store_from_url(url: str, *, auto_migrate: bool = True, several_writers: bool = False) -> Store:
     """Build (but do not open) the store a URL names.
 
     ``memory://`` gives a :class:`~collab.store.memory.MemoryStore` (tests);
     ``sqlite:///path.db``, ``postgresql://...`` and ``postgresql+asyncpg://...``
     give a :class:`~collab.store.sql.SqlStore`, whose ``open()`` upgrades an older
-    schema unless ``auto_migrate`` is false (then it refuses it). Call ``await
-    store.open()`` next. Raises ``StoreError`` for a URL no store understands.
+    schema unless ``auto_migrate`` is false (then it refuses it).
+    ``several_writers``: other processes log to the same documents (Redis joins
+    them; see :mod:`collab.store.sql`). Call ``await store.open()`` next. Raises
+    ``StoreError`` for a URL no store understands.
     """
     if url.startswith("memory:"):
         from collab.store.memory import MemoryStore
@@ -173,4 +175,4 @@ def store_from_url(url: str, *, auto_migrate: bool = True) -> Store:
         return MemoryStore()
     from collab.store.sql import SqlStore
 
-    return SqlStore(url, auto_migrate=auto_migrate)
+    return SqlStore(url, auto_migrate=auto_migrate, several_writers=several_writers)
