@@ -134,7 +134,11 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     check_processes(config)
     own_store = store is None
     the_store = (
-        store_from_url(config.db_url, auto_migrate=config.auto_migrate) if store is None else store
+        store_from_url(
+            config.db_url, auto_migrate=config.auto_migrate, several_writers=bool(config.redis_url)
+        )
+        if store is None
+        else store
     )
     if own_store:
         await the_store.open()
