@@ -541,7 +541,9 @@ class SqlStore:
             async with self._errors("append"):
                 loop = asyncio.get_running_loop()
                 if appender is not None:
-                    return await loop.run_in_executor(writer, appender.append, entries, snapshots)
+                    return await loop.run_in_executor(
+                        writer, appender.append, entries, snapshots, self.several_writers
+                    )
                 return await loop.run_in_executor(
                     writer,
                     _append_in_transaction,

@@ -27,11 +27,16 @@ which :class:`~collab.store.sql.SqlStore` turns into ``StoreError``.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
+from pycrdt import merge_updates
+
 from collab.store import NewEntry
+
+log = logging.getLogger("collab.store")
 
 __all__ = ["SqliteAppender"]
 
@@ -45,6 +50,8 @@ _NEW_DOCUMENT = (
     " ON CONFLICT (name) DO NOTHING"
 )
 _INSERT = 'INSERT INTO updates (doc_id, seq, at, client, "user", data) VALUES (?, ?, ?, ?, ?, ?)'
+_PREVIOUS_SNAPSHOT = "SELECT max(seq) FROM snapshots WHERE doc_id = ?"
+_ENTRIES_SINCE = "SELECT data FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
 _SNAPSHOT = (
     "INSERT INTO snapshots (doc_id, seq, at, state) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (doc_id, seq) DO UPDATE SET state = excluded.state, at = excluded.at"
@@ -77,16 +84,22 @@ class SqliteAppender:
             self._conn = conn
         return self._conn
 
-    def append(self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]) -> list[int]:
+    def append(
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes],
+        several_writers: bool = False,
+    ) -> list[int]:
         """Commit ``entries`` and ``snapshots`` in one transaction; return the entries' seqs.
 
-        The contract of :meth:`collab.store.Store.append`. Raises ``sqlite3.Error``
-        (nothing is written then).
+        The contract of :meth:`collab.store.Store.append`; ``several_writers`` as
+        in ``collab.store.sql`` (each snapshot merged with its document's entries
+        since the previous one). Raises ``sqlite3.Error`` (nothing is written then).
         """
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seqs = _append(conn, entries, snapshots)
+            seqs = _append(conn, entries, snapshots, several_writers)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -110,7 +123,10 @@ class SqliteAppender:
 
 
 def _append(
-    conn: sqlite3.Connection, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]
+    conn: sqlite3.Connection,
+    entries: Sequence[NewEntry],
+    snapshots: Mapping[str, bytes],
+    several_writers: bool,
 ) -> list[int]:
     counts: dict[str, int] = {}
     first_at: dict[str, float] = {}
@@ -150,6 +166,8 @@ def _append(
         rows.append((ids[doc], seq, entry.at, entry.client, entry.user, entry.update))
     if rows:
         conn.executemany(_INSERT, rows)
+    if snapshots and several_writers:
+        snapshots = _with_others_entries(conn, snapshots, ids, next_seq)
     if snapshots:
         conn.executemany(
             _SNAPSHOT,
@@ -160,3 +178,23 @@ def _append(
             ],
         )
     return seqs
+
+
+def _with_others_entries(
+    conn: sqlite3.Connection,
+    snapshots: Mapping[str, bytes],
+    ids: Mapping[str, int],
+    next_seq: Mapping[str, int],
+) -> dict[str, bytes]:
+    """``sql._with_others_entries``: each snapshot merged with its document's entries
+    since the previous snapshot, under the write lock the bumps took."""
+    merged: dict[str, bytes] = {}
+    for name, state in snapshots.items():
+        doc_id, upto = ids[name], next_seq[name] - 1
+        previous = conn.execute(_PREVIOUS_SNAPSHOT, (doc_id,)).fetchone()[0]
+        rows = conn.execute(_ENTRIES_SINCE, (doc_id, previous or 0, upto)).fetchall()
+        try:
+            merged[name] = merge_updates(state, *(bytes(row[0]) for row in rows))
+        except Exception:  # pycrdt raises bare ValueError / RuntimeError
+            log.exception("snapshot of %r skipped: its entries could not be merged", name)
+    return merged
