@@ -11,11 +11,19 @@ refused handshake writes nothing to the store and creates no document. An
 admitted request becomes an :class:`Entry`, started once the transport has
 completed the handshake.
 
-Authentication and origin checks (the security policy) belong here, once.
+The security policy is checked here, once, for every transport (the native
+listener, the ASGI app, the HTTP fallback): the ``Origin`` (403), the token from
+``?token=`` or ``Authorization: Bearer`` (401 when missing, badly signed or
+expired), and that it covers the document (403). The token's grant becomes the
+session's :class:`~collab.core.session.Identity`: its user, whether it is
+read-only, and when it expires (the session closes itself with 4401 then). At
+``/signal`` the token comes as ``?token=`` (y-webrtc can pass nothing else) and
+limits the topics the peer may subscribe to to the documents it covers.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +35,7 @@ from collab.core.rooms import Rooms
 from collab.core.session import Identity, Session, Transport
 from collab.core.signaling import Hub, SignalingPeer, TextTransport, TopicCheck, every_topic
 from collab.names import parse_path
+from collab.policy.access import Access
 
 __all__ = [
     "SAVED_PARAM",
@@ -118,13 +127,21 @@ class SignalingEntry:
 class Gate:
     """Admits WebSocket upgrades for one server (native or ASGI).
 
-    ``signaling`` is the server's topic hub (one is made when none is given).
+    ``signaling`` is the server's topic hub (one is made when none is given);
+    ``access`` the security policy (made from ``config`` when none is given).
     """
 
-    def __init__(self, rooms: Rooms, config: Config, signaling: Hub | None = None) -> None:
+    def __init__(
+        self,
+        rooms: Rooms,
+        config: Config,
+        signaling: Hub | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.rooms = rooms
         self.config = config
         self.signaling = signaling if signaling is not None else Hub(config)
+        self.access = access if access is not None else Access.from_config(config)
 
     def admit(
         self, path: str, query_string: str, headers: Mapping[str, str], client: str = ""
@@ -135,21 +152,24 @@ class Gate:
         transport saw it (``"host:port"``, or ``""`` when unknown).
 
         Raises:
-            CollabError: the request is refused (its ``http_status``, its reason).
+            CollabError: the request is refused (its ``http_status``, its reason):
+                Forbidden (bad Origin, another document), Unauthorized (token),
+                InvalidName.
         """
-        name = parse_path(path, self.config)
         query = dict(parse_qsl(query_string))
+        grant = self.access.admit(query, headers, time.time())
+        name = parse_path(path, self.config)
         if name == SIGNAL_NAME:
-            # Authentication hook (the security issue): y-webrtc can pass only a URL,
-            # so a token comes as ?token=...; check it here, refuse a bad one with
-            # Unauthorized, and give the entry a may_subscribe that admits only the
-            # documents the token covers. Until then every document is open.
-            return SignalingEntry(self.signaling, may_subscribe=every_topic)
+            # Topics are document names: a peer may meet others only on documents
+            # its token covers (y-webrtc passes the token as ?token=).
+            check = every_topic if grant.doc == "*" else grant.covers
+            return SignalingEntry(self.signaling, may_subscribe=check)
+        self.access.require(grant, name, "read")
         return DocumentEntry(
             name,
             self.rooms,
             self.config,
             wants_acks=query.get(SAVED_PARAM) in ("1", "true"),
-            identity=Identity(),
+            identity=Identity(grant.user, grant.read_only, grant.expires_at),
             wants_events=query.get(EVENTS_PARAM) in ("1", "true"),
         )

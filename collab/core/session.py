@@ -12,6 +12,10 @@ lives here, once:
   closes this one session with 1013, and the sender is never slowed;
 - durability acknowledgements (``saved`` frames, coalesced per loop turn);
 - typed room events between sessions that asked for them (:mod:`collab.core.events`);
+- what the token allowed (:class:`Identity`): a read-only editor's changes are
+  dropped (the first answered with the auth message, ``read-only``), and the
+  session closes itself with 4401 when the token expires (one timer, no
+  per-message check);
 - the single mapping of errors to close codes, and the one log line that says
   why a session ended.
 
@@ -33,9 +37,17 @@ from collab.config import Config
 from collab.core import events
 from collab.core.room import Room
 from collab.core.rooms import Rooms
-from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
+from collab.errors import (
+    CloseCode,
+    CollabError,
+    ProtocolError,
+    ReadOnly,
+    SlowConsumer,
+    StoreError,
+    Unauthorized,
+)
 from collab.wire import protocol
-from collab.wire.protocol import Event, Saved, Update
+from collab.wire.protocol import Auth, Event, Saved, Update
 
 __all__ = ["Identity", "Session", "Transport", "close_reason"]
 
@@ -62,10 +74,15 @@ class Transport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a session speaks for: what the handshake established."""
+    """Who a session speaks for: what the handshake established (the token's grant).
+
+    ``user`` is recorded as the author of the session's edits; ``expires_at``
+    (seconds since the epoch, ``None``: never) is when the session is closed with 4401.
+    """
 
     user: str | None = None
     read_only: bool = False
+    expires_at: float | None = None
 
 
 class Session:
@@ -89,6 +106,9 @@ class Session:
         who = identity or Identity()
         self.user = who.user
         self.read_only = who.read_only
+        self.expires_at = who.expires_at
+        self._expiry: asyncio.TimerHandle | None = None
+        self._told_read_only = False
         self._transport = transport
         self._rooms = rooms
         self._max_bytes = config.outbox_max_bytes
@@ -121,6 +141,9 @@ class Session:
             self._rooms.release(room)
             return False
         self._room = room
+        if self.expires_at is not None:
+            delay = max(0.0, self.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
         room.join(self)
         if self.wants_events:
             self.send(events.welcome(self))
@@ -146,6 +169,8 @@ class Session:
                 events.relay(self, _sessions(room), event)
                 return
             room.receive(self, message, data if isinstance(message, Update) else None)
+        except ReadOnly:
+            self._refuse_write()
         except CollabError as exc:
             self.fail(exc)
         except Exception:
@@ -170,6 +195,9 @@ class Session:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
                 log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         room, self._room = self._room, None
         if room is not None:
             room.leave(self)
@@ -200,6 +228,19 @@ class Session:
     def _send_saved(self) -> None:
         self._ack_scheduled = False
         self.send(protocol.encode(Saved(self._saved)))
+
+    def _refuse_write(self) -> None:
+        """A read-only editor tried to change the document: nothing was applied. The
+        first attempt is answered with y-websocket's auth message; the session stays."""
+        if self._told_read_only:
+            return
+        self._told_read_only = True
+        log.info("%s on %r is read-only: its changes are dropped", self.id, self.name)
+        self.send(protocol.encode(Auth("read-only")))
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self.fail(Unauthorized("token expired"))
 
     def _close(self, code: int, reason: str) -> None:
         self._closed = code
