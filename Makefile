@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check collab tests scripts
 	$(BIN)/mypy
 
-node-deps: tests/interop/node_modules/.stamp client/node_modules/.stamp tests/browser/webrtc/node_modules/.stamp
+node-deps: tests/interop/node_modules/.stamp client/node_modules/.stamp tests/browser/webrtc/node_modules/.stamp \
+	   scripts/bench/yjs-server/node_modules/.stamp
 
 %/node_modules/.stamp: %/package-lock.json
 	cd $* && npm ci --no-audit --no-fund --loglevel=error
@@ -37,9 +38,10 @@ node-deps: tests/interop/node_modules/.stamp client/node_modules/.stamp tests/br
 chromium:
 	scripts/install-chromium
 
-bench: $(STAMP)
+bench: $(STAMP) scripts/bench/yjs-server/node_modules/.stamp
 	$(BIN)/python scripts/bench/fanout.py
 	$(BIN)/python scripts/bench/store.py
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules client/node_modules tests/browser/webrtc/node_modules
+	rm -rf $(VENV) tests/interop/node_modules client/node_modules tests/browser/webrtc/node_modules \
+	   scripts/bench/yjs-server/node_modules

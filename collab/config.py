@@ -90,6 +90,37 @@ class Config:
         (), "origins allowed to connect and call the API (repeatable or a,b; empty: any)"
     )
 
+    # Limits (collab.policy.limits; docs/security.md). ``none`` turns one off.
+    #: Every connection counts: editors, HTTP fallback sessions, signaling peers.
+    max_connections: int | None = setting(
+        10_000, "connections open at once, in all (more: 503 at the handshake)"
+    )
+    max_connections_per_doc: int | None = setting(
+        1_000, "editors of one document at once (more: 503 at the handshake)"
+    )
+    #: An office behind one NAT address shares it; the bench and tests from 127.0.0.1 too.
+    max_connections_per_ip: int | None = setting(
+        200, "connections from one client IP at once (more: 429 at the handshake)"
+    )
+    #: A fast typist sends ~15 keystrokes/s, key repeat ~30/s, each an update plus an
+    #: awareness (cursor) message: ~60 messages/s; a paste is one message.
+    messages_per_second: float = setting(
+        200.0, "messages per second one editor may send, sustained (faster: 1008)"
+    )
+    #: A reconnect (step 1, step 2, awareness) or a script's burst of small transactions.
+    message_burst: int = setting(1_000, "burst of messages one editor may send above the rate")
+    #: Measured as the document's state plus the incoming update's length (an upper
+    #: bound of the state after it), so checking costs an addition per update.
+    max_doc_bytes: int | None = setting(
+        64 * MiB, "largest document state, in bytes (an update that would pass it: 4413)"
+    )
+    #: Like uvicorn's --forwarded-allow-ips; empty trusts no header.
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (),
+        "proxy addresses or networks (or *) whose X-Forwarded-For names the client IP "
+        "(repeatable; as a variable: comma-separated)",
+    )
+
     # HTTP fallback (server-sent events + POST, for networks that refuse WebSocket upgrades)
     fallback_session_idle_seconds: float = setting(
         30.0, "seconds an HTTP fallback session lives with no event stream and no request"
@@ -144,6 +175,21 @@ class Config:
     unload_grace_seconds: float = setting(
         30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
     )
+
+    # Several processes (docs/deployment.md): Redis joins the processes that hold a document.
+    redis_url: str | None = setting(
+        None, "Redis joining processes that serve the same documents (none: one process)"
+    )
+    redis_channel_prefix: str = setting(
+        "collab:doc:", "Redis channel of a document: this prefix and the document's name"
+    )
+    #: Bounds how long the first editor of a document on this process may wait.
+    redis_sync_timeout: float = setting(
+        1.0, "seconds a process loading a document waits for the others' state"
+    )
+    workers: int = setting(1, "processes serving one port (more than 1 needs --redis-url)")
+    #: Set by `collab serve --workers N` in each worker (0..N-1); none in a lone process.
+    worker_index: int | None = setting(None, "this worker's index (set by --workers)")
 
     # History
     history_enabled: bool = setting(True, "keep history (off: only what the current text needs)")

@@ -25,8 +25,10 @@ from collab.config import Config
 from collab.core.gate import Gate
 from collab.core.journal import Journal
 from collab.core.observer import DocumentObserver
+from collab.core.relay import RoomRelay
 from collab.core.rooms import Rooms
 from collab.errors import CollabError
+from collab.fanout import check_processes
 from collab.history import formats
 from collab.history import versions as history
 from collab.http import api, edits, pages
@@ -56,6 +58,8 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     #: Told of durable commits and deletions (the webhooks), if anyone listens.
     observer: DocumentObserver | None = None
+    #: What joins this process to the others (``--redis-url``), if anything.
+    relay: RoomRelay | None = None
 
     def document_deleted(self, doc: str) -> None:
         """Tell whoever watches documents (webhooks: ``document.deleted``) that ``doc``
@@ -108,12 +112,39 @@ def build_router(
 
 
 @contextlib.asynccontextmanager
+async def _open_relay(config: Config) -> AsyncIterator[RoomRelay | None]:
+    """The Redis relay when ``redis_url`` is set (imported only then: redis is an extra)."""
+    if not config.redis_url:
+        yield None
+        return
+    try:
+        from collab.fanout.redis import RedisRelay
+    except ImportError as exc:
+        raise ValueError(
+            "--redis-url needs the redis package: pip install 'collab[redis]'"
+        ) from exc
+    async with RedisRelay(config) as relay:
+        yield relay
+
+
+@contextlib.asynccontextmanager
 async def open_runtime(config: Config, store: Store | None = None) -> AsyncIterator[Runtime]:
     """Open the store (unless one is passed in, which the caller opens and closes),
-    the journal and the rooms; on exit, unload every room (flush and snapshot)."""
+    the journal, the relay (with ``redis_url``) and the rooms; on exit, unload every
+    room (flush and snapshot).
+
+    Raises:
+        ValueError: settings under which processes cannot share documents
+            (:func:`collab.fanout.check_processes`).
+    """
+    check_processes(config)
     own_store = store is None
     the_store = (
-        store_from_url(config.db_url, auto_migrate=config.auto_migrate) if store is None else store
+        store_from_url(
+            config.db_url, auto_migrate=config.auto_migrate, several_writers=bool(config.redis_url)
+        )
+        if store is None
+        else store
     )
     if own_store:
         await the_store.open()
@@ -122,8 +153,9 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
         async with (
             Webhooks(config) if config.webhook_url else contextlib.nullcontext(None) as webhooks,
             Journal(the_store, config, observer=webhooks) as journal,
+            _open_relay(config) as relay,
         ):
-            rooms = Rooms(config, the_store, journal)
+            rooms = Rooms(config, the_store, journal, relay=relay)
             access = Access.from_config(config)
             if not access.enabled:
                 log.warning(
@@ -135,7 +167,15 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             router = build_router(config, the_store, rooms, access)
             router.add(fallback.route())
             runtime = Runtime(
-                config, the_store, journal, rooms, router, gate, fallback, observer=webhooks
+                config,
+                the_store,
+                journal,
+                rooms,
+                router,
+                gate,
+                fallback,
+                observer=webhooks,
+                relay=relay,
             )
             if webhooks is not None:
                 webhooks.text_of = runtime.text_of

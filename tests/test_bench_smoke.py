@@ -1,11 +1,15 @@
-"""The fan-out benchmark's harness, run briefly against a real collab server process.
+"""The fan-out benchmark's harness, run briefly against real server processes.
 
-Asserts behaviour only (never timing): every token typed reaches every other editor
-of its document exactly once, and collab never echoes an edit to its sender.
+Asserts behaviour only (never timing): every token typed and every cursor move
+reaches every other editor of its document exactly once, and collab never echoes
+either to its sender. Yjs's reference server (the benchmark's other peer) runs
+under the same harness: its deliveries are complete too, so the comparison is
+like for like.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "bench"))
 
-from launch import start_server
+from launch import YJS_SERVER, start_server
 from load import run_phase
 
 
@@ -33,3 +37,54 @@ async def test_harness_delivers_every_edit_once(tmp_path: Path) -> None:
     assert result.delivered == result.edits * 2
     assert result.duplicates == 0
     assert result.echoes == 0
+
+
+@pytest.mark.timeout(60)
+async def test_harness_delivers_every_cursor_move_once(tmp_path: Path) -> None:
+    server = start_server("collab", tmp_path)
+    try:
+        result = await run_phase(
+            server.url,
+            docs=2,
+            editors_per_doc=3,
+            duration=2.0,
+            rate=1.0,
+            presence_rate=5.0,
+            drain_timeout=20,
+        )
+    finally:
+        server.stop()
+    assert result.moves == 2 * 3 * 10  # 2 s at 5 moves/s by each of 6 editors
+    assert result.edits == 2 * 3 * 2
+    # Duplicates first: a doubled broadcast also ends the drain early (arrivals counted).
+    assert result.presence_duplicates == 0
+    assert result.presence_echoes == 0
+    assert result.presence_delivered == result.moves * 2
+    assert result.delivered == result.edits * 2
+
+
+@pytest.mark.timeout(90)
+async def test_harness_runs_yjs_reference_server(tmp_path: Path) -> None:
+    if not YJS_SERVER.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{YJS_SERVER} is missing (make node-deps)")
+        pytest.skip("@y/websocket-server is not installed (make node-deps)")
+    server = start_server("yjs", tmp_path)
+    try:
+        result = await run_phase(
+            server.url,
+            docs=2,
+            editors_per_doc=3,
+            duration=2.0,
+            rate=2.0,
+            presence_rate=2.0,
+            drain_timeout=20,
+        )
+    finally:
+        server.stop()
+    assert result.edits == 2 * 3 * 4
+    # Yjs's server sends every update and awareness change back to its sender too.
+    assert result.echoes == result.edits
+    assert result.presence_echoes == result.moves
+    assert result.delivered == result.edits * 2
+    assert result.presence_delivered == result.moves * 2

@@ -79,6 +79,10 @@ class AwarenessTable:
         ids = [cid for cid, p in self._live.items() if p.owner is owner]
         return [self._remove(cid) for cid in ids]
 
+    def owned_by(self, owner: object) -> set[int]:
+        """The client ids whose state ``owner`` set last."""
+        return {cid for cid, p in self._live.items() if p.owner is owner}
+
     def expire(self, now: float) -> list[AwarenessEntry]:
         """Remove states not renewed within the timeout; return the removals to announce."""
         ids = [cid for cid, p in self._live.items() if now - p.updated >= self._timeout]

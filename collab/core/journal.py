@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.observer import Committed, DocumentObserver
 from collab.errors import CloseCode, CollabError, StoreError
 from collab.store import NewEntry, Store
@@ -272,6 +273,7 @@ class Journal:
         except TimeoutError:
             task.cancel()
             lost = len(self._queue)
+            metrics.UPDATES_PENDING.value -= lost  # not pending any more: lost to this process
             logger.error(
                 "journal stopped with the store still failing: %d entries were not made durable",
                 lost,
@@ -290,6 +292,7 @@ class Journal:
         self._tickets += 1
         log._last_ticket = self._tickets
         self._queue.append(_Pending(log, entry, on_durable, self._tickets))
+        metrics.UPDATES_PENDING.value += 1
         self._work.set()
         if len(self._queue) >= self.config.commit_max_updates:
             self._full.set()
@@ -344,21 +347,25 @@ class Journal:
                 continue
             await self._gather()
             batch = self._take()
+            started = time.perf_counter()
             try:
                 seqs = await self.store.append(
                     [p.entry for p in list(self._queue)[: batch.count]], batch.snapshots
                 )
             except StoreError as exc:
+                metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
                 self._fail(batch, exc)
                 await self._backoff(delay)
                 delay = min(delay * 2, self.config.commit_retry_max_delay)
                 continue
             except Exception as exc:  # a bug in a store: treat it as a failure, keep the entries
+                metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
                 self._fail(batch, StoreError(f"unexpected {type(exc).__name__}: {exc}"))
                 logger.exception("the store raised something other than StoreError")
                 await self._backoff(delay)
                 delay = min(delay * 2, self.config.commit_retry_max_delay)
                 continue
+            metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
             delay = _FIRST_RETRY_DELAY
             self._succeed(batch, seqs)
 
@@ -401,6 +408,8 @@ class Journal:
         self._failure = None
         now = time.monotonic()
         done = [self._queue.popleft() for _ in range(batch.count)]
+        metrics.UPDATES_PENDING.value -= batch.count
+        metrics.UPDATES_COMMITTED.value += batch.count
         self._committed = batch.last_ticket
         latest: dict[DocumentLog, int] = {}
         for pending, seq in zip(done, seqs, strict=True):
@@ -458,6 +467,7 @@ class Journal:
 
     def _fail(self, batch: _Batch, exc: StoreError) -> None:
         self._failure = exc
+        metrics.STORE_COMMITS_FAILED.value += 1
         logger.error(
             "commit of %d entries (%d snapshots) failed; keeping them and retrying: %s",
             batch.count,

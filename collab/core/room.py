@@ -7,6 +7,11 @@ pushes frames to the other editors through :meth:`Peer.send`, which never
 blocks. What the Doc integrated goes to the document's log (the journal) in
 the same synchronous step, so a snapshot taken between two updates always
 matches the log.
+
+With several processes (collab.core.relay), what local editors change also goes
+to the room's :attr:`Room.relay`; what other processes' editors changed comes in
+through :meth:`Room.receive_remote` and :meth:`Room.receive_remote_awareness`,
+which forward it to every local editor but never log it nor relay it again.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state
 
+from collab.core import metrics
 from collab.core.awareness import AwarenessTable
-from collab.errors import InvalidPayload, ProtocolError, ReadOnly
+from collab.core.relay import Relay
+from collab.errors import DocumentTooLarge, InvalidPayload, ProtocolError, ReadOnly
 from collab.wire import protocol
 from collab.wire.protocol import (
     Auth,
@@ -34,6 +41,9 @@ from collab.wire.protocol import (
 )
 
 log = logging.getLogger("collab.room")
+
+#: The origin of transactions and the owner of presence that came from another process.
+REMOTE: object = type("Remote", (), {"__repr__": lambda self: "REMOTE"})()
 
 
 class Peer(Protocol):
@@ -75,6 +85,13 @@ class Room:
     Call :meth:`join` when an editor arrives, :meth:`receive` for each message it
     sends, and :meth:`leave` when its connection ends. Call :meth:`tick` every
     few seconds so that silent editors' presence expires.
+
+    ``max_bytes`` bounds the document's state (``None``: no bound). ``size`` is an
+    upper bound of the state's encoded length as loaded (the bytes it was rebuilt
+    from). The room keeps that bound by adding each applied update's length, and
+    refuses an update once bound + update would pass ``max_bytes`` *and* so would
+    the exact state (encoded then, and only then) + update: the check is an
+    addition per update until the document comes close to its limit.
     """
 
     def __init__(
@@ -85,14 +102,22 @@ class Room:
         awareness_timeout: float,
         log: Log | None = None,
         clock: Callable[[], float],
+        max_bytes: int | None = None,
+        size: int | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
+        self.max_bytes = max_bytes
+        self._size_bound = size if size is not None else len(doc.get_update())
         self.peers: set[Peer] = set()
         self.awareness = AwarenessTable(awareness_timeout)
         self._log = log
         self._clock = clock
         self._renewals: dict[int, AwarenessEntry] = {}
+        #: Renewals of local editors' presence, for the relay (other processes expire them).
+        self._local_renewals: dict[int, AwarenessEntry] = {}
+        #: Told of every change local editors make; set by Rooms when processes are joined.
+        self.relay: Relay | None = None
         self._delta: bytes | None = None
         self._subscription = doc.observe(self._on_transaction)
 
@@ -115,7 +140,10 @@ class Room:
         self.peers.discard(peer)
         removals = self.awareness.remove_owner(peer)
         if removals:
-            self._broadcast(_awareness_frame(removals), exclude=None)
+            frame = _awareness_frame(removals)
+            self._broadcast(frame, exclude=None)
+            if self.relay is not None:
+                self.relay.awareness(self.name, protocol.encode_awareness(removals))
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -127,6 +155,8 @@ class Room:
             InvalidPayload: the state vector, update or awareness cannot be decoded.
             ReadOnly: a read-only editor sent an update or step 2 that would change
                 the document; nothing was applied (one that would not is ignored).
+            DocumentTooLarge: the update would grow the state past ``max_bytes``;
+                the document is untouched.
         """
         match message:
             case Update(update):
@@ -154,14 +184,25 @@ class Room:
     def tick(self) -> None:
         """Expire silent presence and forward batched renewals. Call periodically."""
         now = self._clock()
+        remote = self.awareness.owned_by(REMOTE) if self.relay is not None else set()
         removals = self.awareness.expire(now)
         if removals:
             self._broadcast(_awareness_frame(removals), exclude=None)
+        gone = _ids(removals)
         if self._renewals:
-            renewals = [e for e in self._renewals.values() if e.client_id not in _ids(removals)]
+            renewals = [e for e in self._renewals.values() if e.client_id not in gone]
             self._renewals.clear()
             if renewals:
                 self._broadcast(_awareness_frame(renewals), exclude=None)
+        if self.relay is not None:
+            # Only what local editors own: another process's states are renewed (or
+            # expired) by that process; announcing their expiry here could remove a
+            # state whose editor is still there (after a Redis outage, say).
+            relayed = [e for e in removals if e.client_id not in remote]
+            relayed += [e for e in self._local_renewals.values() if e.client_id not in gone]
+            if relayed:
+                self.relay.awareness(self.name, protocol.encode_awareness(relayed))
+        self._local_renewals.clear()
 
     def close(self) -> None:
         """Detach from the Doc; the room must not be used afterwards."""
@@ -170,11 +211,15 @@ class Room:
     # -- internals ----------------------------------------------------------------------------
 
     def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
+        metrics.UPDATES_RECEIVED.value += 1
         if peer.read_only:
             # Never applied, broadcast or logged, whatever it holds.
             if _would_change(self.doc, update):
                 raise ReadOnly("read-only")
             return
+        limit = self.max_bytes
+        if limit is not None and self._size_bound + len(update) > limit:
+            self._check_size(len(update), limit)
         self._delta = None
         try:
             with self.doc.transaction(origin=peer):
@@ -182,6 +227,7 @@ class Room:
         except ValueError as exc:
             raise InvalidPayload("invalid update") from exc
         delta, self._delta = self._delta, None
+        self._size_bound += len(update)
         if delta is None:
             # The Doc did not change: a duplicate, or held back (pending) until its
             # dependencies arrive. It is forwarded and logged then, as part of what the
@@ -210,11 +256,22 @@ class Room:
             # other three were deletions listing their two clients in another order.)
             frame = protocol.encode(Update(delta))
         self._broadcast(frame, exclude=peer)
+        metrics.DELIVERIES_SENT.value += len(self.peers) - (peer in self.peers)
         if self._log is not None:
             on_durable = peer.saved if peer.wants_acks else None
             self._log.append(delta, peer.id, peer.user, on_durable)
         elif peer.wants_acks:
             peer.saved()
+        if self.relay is not None:
+            self.relay.update(self.name, delta)
+
+    def _check_size(self, incoming: int, limit: int) -> None:
+        # Close to the limit by the running bound: measure the state exactly (this
+        # costs an encoding of the whole document, so only here), and refuse if the
+        # state plus everything the update could add passes the limit.
+        self._size_bound = len(self.doc.get_update())
+        if self._size_bound + incoming > limit:
+            raise DocumentTooLarge(f"the document would grow past {limit} bytes (max_doc_bytes)")
 
     def _ack_when_durable(self, peer: Peer) -> None:
         if self._log is None:
@@ -233,10 +290,67 @@ class Room:
         changes = self.awareness.apply(entries, owner=peer, now=self._clock())
         if changes.changed:
             self._broadcast(_awareness_frame(changes.changed), exclude=peer)
+            if self.relay is not None:
+                whole = len(changes.changed) == len(entries)
+                relayed = payload if whole else protocol.encode_awareness(changes.changed)
+                self.relay.awareness(self.name, relayed)
+        for entry in changes.renewed:
+            self._renewals[entry.client_id] = entry
+            if self.relay is not None:
+                self._local_renewals[entry.client_id] = entry
+        for entry in changes.changed:
+            self._renewals.pop(entry.client_id, None)
+            self._local_renewals.pop(entry.client_id, None)
+
+    # -- what other processes send (collab.core.relay) -----------------------------------------
+
+    def receive_remote(self, update: bytes) -> None:
+        """Apply an update that another process's editor sent (or a resync's step 2).
+
+        What the Doc integrated goes to every local editor. It is not logged (the
+        process whose editor sent it logs it) and not handed to the relay again.
+
+        Raises:
+            InvalidPayload: pycrdt cannot apply ``update`` (the Doc is unchanged).
+        """
+        self._delta = None
+        try:
+            with self.doc.transaction(origin=REMOTE):
+                self.doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidPayload("invalid update from another process") from exc
+        delta, self._delta = self._delta, None
+        self._size_bound += len(update)  # checked by the process that accepted it
+        if delta is None:
+            return
+        if delta == _EMPTY_UPDATE:
+            delta = update  # see _apply: items past a gap in their client's clock
+        self._broadcast(protocol.encode(Update(delta)), exclude=None)
+
+    def receive_remote_awareness(self, payload: bytes) -> None:
+        """Apply presence that another process's editors set; forward what changed.
+
+        Raises:
+            InvalidPayload: ``payload`` is not an awareness update.
+        """
+        try:
+            entries = protocol.decode_awareness(payload)
+        except ProtocolError as exc:
+            raise InvalidPayload(f"invalid awareness update: {exc.reason}") from exc
+        changes = self.awareness.apply(entries, owner=REMOTE, now=self._clock())
+        if changes.changed:
+            self._broadcast(_awareness_frame(changes.changed), exclude=None)
         for entry in changes.renewed:
             self._renewals[entry.client_id] = entry
         for entry in changes.changed:
             self._renewals.pop(entry.client_id, None)
+
+    def local_awareness(self) -> bytes | None:
+        """Every state local editors own, as one awareness update (``None``: there are none),
+        for a process that catches up."""
+        remote = self.awareness.owned_by(REMOTE)
+        entries = [e for e in self.awareness.entries() if e.client_id not in remote]
+        return protocol.encode_awareness(entries) if entries else None
 
     def _broadcast(self, frame: bytes, exclude: Peer | None) -> None:
         for peer in self.peers:

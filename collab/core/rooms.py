@@ -7,6 +7,11 @@ while anyone has acquired it; when the last holder releases it, it stays loaded
 for ``unload_grace_seconds`` and is then flushed (every update durable, a final
 snapshot) and dropped. A caller arriving during an unload waits for it and then
 loads the document afresh, so nobody is ever served a half-unloaded room.
+
+With a relay (several processes, collab.core.relay), a loaded room joins it
+before its first editor is served: it catches up with what the processes that
+hold the document have and the store does not yet, and it leaves the relay when
+it is unloaded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Config
+from collab.core import metrics
+from collab.core.relay import RoomRelay
 from collab.core.room import Log, Room
 from collab.store import Store
 from collab.store.replay import replay
@@ -53,8 +60,10 @@ class Rooms:
         store: Store,
         journal: LogFactory,
         clock: Callable[[], float] = time.monotonic,
+        relay: RoomRelay | None = None,
     ) -> None:
         self._config = config
+        self._relay = relay
         self._store = store
         self._journal = journal
         self._clock = clock
@@ -141,15 +150,29 @@ class Rooms:
     async def _load(self, name: str) -> Room:
         loaded = await self._store.load(name)
         doc = replay(loaded.snapshot, loaded.entries)
-        room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
+        stored = sum(len(entry.update) for entry in loaded.entries)
+        if loaded.snapshot is not None:
+            stored += len(loaded.snapshot.state)
+        room = Room(
+            name,
+            doc,
+            awareness_timeout=self._config.awareness_timeout,
+            clock=self._clock,
+            max_bytes=self._config.max_doc_bytes,
+            size=stored,  # what it was rebuilt from: at least its state's length
+        )
         # A long log since the last snapshot counts toward the next one, so the next
         # load of this document is fast.
         document_log = self._journal.open(
             name, doc.get_update, loaded.last_seq, entries_since_snapshot=len(loaded.entries)
         )
         room.attach_log(document_log)
+        if self._relay is not None:
+            room.relay = self._relay
+            await self._relay.join(room)  # never raises; bounded by redis_sync_timeout
         self._rooms[name] = room
         self._logs[name] = document_log
+        metrics.DOCUMENTS_LOADED.value += 1
         log.debug("loaded %s (seq %d)", name, loaded.last_seq)
         return room
 
@@ -160,7 +183,10 @@ class Rooms:
         room = self._rooms.pop(name, None)
         if room is None:
             return
+        metrics.DOCUMENTS_LOADED.value -= 1
         document_log = self._logs.pop(name)
+        if self._relay is not None:
+            self._relay.leave(room)
         task = asyncio.create_task(self._unload(room, document_log), name=f"unload {name}")
         self._unloading[name] = task
         task.add_done_callback(lambda _: self._unloading.pop(name, None))

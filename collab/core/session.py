@@ -10,6 +10,10 @@ lives here, once:
 - the message loop: decode, hand to the room, which applies and broadcasts;
 - flow control: a transport whose waiting bytes would pass ``outbox_max_bytes``
   closes this one session with 1013, and the sender is never slowed;
+- the message rate: a token bucket per session (``messages_per_second``, bursts
+  of ``message_burst``); an editor sending faster is closed with 1008;
+- its place in the connection limits (a :class:`~collab.policy.limits.Slot`),
+  given back when the session ends or could not start;
 - durability acknowledgements (``saved`` frames, coalesced per loop turn);
 - typed room events between sessions that asked for them (:mod:`collab.core.events`);
 - what the token allowed (:class:`Identity`): a read-only editor's changes are
@@ -34,18 +38,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from collab.config import Config
-from collab.core import events
+from collab.core import events, metrics
 from collab.core.room import Room
 from collab.core.rooms import Rooms
 from collab.errors import (
     CloseCode,
     CollabError,
+    LimitExceeded,
     ProtocolError,
     ReadOnly,
     SlowConsumer,
     StoreError,
     Unauthorized,
 )
+from collab.policy.limits import Slot, TokenBucket
 from collab.wire import protocol
 from collab.wire.protocol import Auth, Event, Saved, Update
 
@@ -98,6 +104,7 @@ class Session:
         wants_acks: bool = False,
         wants_events: bool = False,
         identity: Identity | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self.id = secrets.token_hex(4)
         self.name = name
@@ -114,9 +121,14 @@ class Session:
         self._max_bytes = config.outbox_max_bytes
         self._room: Room | None = None
         self._closed: CloseCode | int | None = None
+        self._ended = False
         self._saved = 0
         self._ack_scheduled = False
         self._events = events.EventLimits(config, time.monotonic())
+        self._bucket = TokenBucket(
+            config.messages_per_second, config.message_burst, time.monotonic()
+        )
+        self._slot = slot
 
     @property
     def closed(self) -> bool:
@@ -129,21 +141,26 @@ class Session:
         """Join the document's room (loading it if needed) and greet the editor.
 
         Returns False, with the transport closed (1013), when the store cannot load
-        the document; the transport must then not call :meth:`receive`.
+        the document; the transport must then not call :meth:`receive` (nor
+        :meth:`end`: the connection slot is released here).
         """
         try:
             room = await self._rooms.acquire(self.name)
         except StoreError as exc:
             log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
             self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
+            self.end()  # counted here: the transport does not end a session that never started
             return False
         if self._closed is not None:  # the connection went while the document loaded
             self._rooms.release(room)
+            self._release_slot()
             return False
         self._room = room
         if self.expires_at is not None:
             delay = max(0.0, self.expires_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+        metrics.CONNECTIONS_OPEN.value += 1
+        metrics.CONNECTIONS_OPENED.value += 1
         room.join(self)
         if self.wants_events:
             self.send(events.welcome(self))
@@ -153,13 +170,20 @@ class Session:
         """Handle one message from the editor. Never raises.
 
         A message that breaks the protocol, a payload that cannot be applied, a
-        write from a read-only editor: each closes this session with its close
-        code and a logged reason; the document and the other editors carry on.
+        write from a read-only editor, a message over the session's rate: each
+        closes this session with its close code and a logged reason; the document
+        and the other editors carry on.
         """
         room = self._room
         if room is None or self._closed is not None:
             return
+        metrics.BYTES_IN.value += len(data)
         try:
+            if not self._bucket.take(time.monotonic()):
+                raise LimitExceeded(
+                    f"over {self._bucket.rate:g} messages per second "
+                    f"(messages_per_second, message_burst={self._bucket.burst:g})"
+                )
             if isinstance(data, str):
                 raise ProtocolError("text frames are not part of the protocol")
             message = protocol.decode(data)
@@ -191,17 +215,26 @@ class Session:
         sent, a frame the transport refused); anything but a normal close that the
         session did not initiate itself is logged here.
         """
+        if self._ended:
+            return
+        self._ended = True
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
                 log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+            # A connection that went without a close frame is 1006, as the peer sees it.
+            metrics.CONNECTIONS_CLOSED.inc(str(code if code is not None else 1006))
+        else:
+            metrics.CONNECTIONS_CLOSED.inc(str(int(self._closed)))
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
         room, self._room = self._room, None
         if room is not None:
+            metrics.CONNECTIONS_OPEN.value -= 1
             room.leave(self)
             self._rooms.release(room)
+        self._release_slot()
 
     # -- the room's Peer interface ------------------------------------------------------------
 
@@ -216,6 +249,7 @@ class Session:
             # It reconnects and resyncs from its state vector, losing nothing.
             self.fail(SlowConsumer(f"outbox over {self._max_bytes} bytes"))
             return
+        metrics.BYTES_OUT.value += len(frame)
         transport.write(frame)
 
     def saved(self) -> None:
@@ -241,6 +275,11 @@ class Session:
     def _expire(self) -> None:
         self._expiry = None
         self.fail(Unauthorized("token expired"))
+
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
 
     def _close(self, code: int, reason: str) -> None:
         self._closed = code

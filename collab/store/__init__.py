@@ -53,11 +53,33 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted incarnation of a document: what it held, as a Yjs state vector.
+
+    ``id`` orders deletions across the whole store (a later deletion has a larger
+    id); ``state_vector`` is lib0-encoded, as ``Doc.get_state()`` gives it.
+    """
+
+    id: int
+    doc: str
+    deleted_at: float
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
-    """What a room needs to rebuild a document: a snapshot and the entries after it."""
+    """What a room needs to rebuild a document: a snapshot and the entries after it,
+    and the state vectors of the name's deleted incarnations (oldest first)."""
 
     snapshot: Snapshot | None
     entries: list[LogEntry] = field(default_factory=list)
+    tombstones: tuple[Tombstone, ...] = ()
+
+    @property
+    def incarnation(self) -> int:
+        """The id of the name's newest tombstone (0: never deleted). A deletion noticed
+        later with a larger id ended the incarnation that was loaded."""
+        return self.tombstones[-1].id if self.tombstones else 0
 
     @property
     def last_seq(self) -> int:
@@ -121,19 +143,31 @@ class Store(Protocol):
         """Replace entries ``first..last`` with one entry (retention). ``merged.seq == last``."""
         ...
 
-    async def delete(self, doc: str) -> bool:
-        """Remove a document, its log and its snapshots. ``False`` if it did not exist."""
+    async def delete(self, doc: str, state_vector: bytes | None = None) -> bool:
+        """Remove a document, its log and its snapshots. ``False`` if it did not exist.
+
+        With ``state_vector`` (what the deleted document held), a :class:`Tombstone`
+        is written in the same transaction, so a deletion is never durable without
+        it. Without, nothing remembers the document (an import that failed half way).
+        """
+        ...
+
+    async def tombstones(self, after: int = 0) -> list[Tombstone]:
+        """Every tombstone with ``id > after``, by id: how a server learns of deletions
+        made by another process (``collab delete``) or another server."""
         ...
 
 
-def store_from_url(url: str, *, auto_migrate: bool = True) -> Store:
+def store_from_url(url: str, *, auto_migrate: bool = True, several_writers: bool = False) -> Store:
     """Build (but do not open) the store a URL names.
 
     ``memory://`` gives a :class:`~collab.store.memory.MemoryStore` (tests);
     ``sqlite:///path.db``, ``postgresql://...`` and ``postgresql+asyncpg://...``
     give a :class:`~collab.store.sql.SqlStore`, whose ``open()`` upgrades an older
-    schema unless ``auto_migrate`` is false (then it refuses it). Call ``await
-    store.open()`` next. Raises ``StoreError`` for a URL no store understands.
+    schema unless ``auto_migrate`` is false (then it refuses it).
+    ``several_writers``: other processes log to the same documents (Redis joins
+    them; see :mod:`collab.store.sql`). Call ``await store.open()`` next. Raises
+    ``StoreError`` for a URL no store understands.
     """
     if url.startswith("memory:"):
         from collab.store.memory import MemoryStore
@@ -141,4 +175,4 @@ def store_from_url(url: str, *, auto_migrate: bool = True) -> Store:
         return MemoryStore()
     from collab.store.sql import SqlStore
 
-    return SqlStore(url, auto_migrate=auto_migrate)
+    return SqlStore(url, auto_migrate=auto_migrate, several_writers=several_writers)

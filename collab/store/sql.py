@@ -7,12 +7,23 @@ change them, and :meth:`SqlStore.open` brings a database to the newest, see
     documents(id PK, name UNIQUE, created_at, updated_at, last_seq)
     updates(doc_id, seq, at, client, user, data)      PK (doc_id, seq)
     snapshots(doc_id, seq, at, state)                 PK (doc_id, seq)
+    tombstones(id PK, name, deleted_at, state_vector) INDEX (name)
 
 Seqs are per document, from 1, without gaps except where retention merged a
 range. ``documents.last_seq`` is the counter: :meth:`SqlStore.append` bumps it
 with ``UPDATE ... RETURNING`` *before* inserting the rows, in the same
 transaction, so the row lock (PostgreSQL) or the database write lock (SQLite)
 serialises appenders across processes and no two batches get the same seqs.
+
+**Several writers** (processes joined by Redis, ``several_writers=True``). Each
+process logs its own editors' updates; the bump's row lock orders their batches,
+so a document's log stays gapless and in commit order. The same lock, held until
+commit, makes snapshots of one document one process's at a time. A process's Doc
+may lack an entry another process committed a moment ago (it is still crossing
+Redis), yet a snapshot is labelled with the document's last seq and loading skips
+every entry up to it; so a snapshot is written as the Doc's state *merged with*
+every entry since the previous snapshot (``merge_updates``, which keeps updates
+whose dependencies are not there yet) and never drops what another process logged.
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit returns only once
 the WAL is fsynced, which is what "durable" promises (``NORMAL`` survives a
@@ -37,14 +48,16 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from pycrdt import merge_updates
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.errors import StoreError
-from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, schema
+from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone, schema
 from collab.store.schema import SchemaState
+from collab.store.sqlite_append import SqliteAppender
 
 #: The tables this code reads and writes, as of the head revision. A change here ships
 #: with a revision in collab/store/migrations/versions/ (tests/test_migrations.py fails
@@ -85,6 +98,15 @@ snapshots_table = sa.Table(
     sa.Column("state", sa.LargeBinary, nullable=False),
 )
 
+tombstones_table = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, index=True),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.Column("state_vector", sa.LargeBinary, nullable=False),
+)
+
 #: Errors that mean "the database failed", as opposed to a bug in this module.
 _FAILURES: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
 try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
@@ -122,19 +144,26 @@ _BUMP = (
 
 
 def _append_in_transaction(
-    engine: sa.Engine, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]
+    engine: sa.Engine,
+    entries: Sequence[NewEntry],
+    snapshots: Mapping[str, bytes],
+    several_writers: bool = False,
 ) -> list[int]:
     with engine.begin() as conn:
-        return _append(conn, entries, snapshots)
+        return _append(conn, entries, snapshots, several_writers)
 
 
 def _append(
-    conn: sa.Connection, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes]
+    conn: sa.Connection,
+    entries: Sequence[NewEntry],
+    snapshots: Mapping[str, bytes],
+    several_writers: bool = False,
 ) -> list[int]:
     """The body of :meth:`SqlStore.append`, on a connection inside a transaction.
 
-    Synchronous so that SQLite runs it whole in one thread hop; PostgreSQL runs it
-    through ``AsyncConnection.run_sync`` on asyncpg.
+    PostgreSQL runs it through ``AsyncConnection.run_sync`` on asyncpg. SQLite files
+    run the same transaction in plain sqlite3 (collab.store.sqlite_append, ~4x less
+    CPU per commit): a change here must be made there too.
     """
     # Per document: how many entries, and the span of their timestamps.
     counts: dict[str, int] = {}
@@ -187,6 +216,8 @@ def _append(
         )
     if rows:
         conn.execute(updates.insert(), rows)  # executemany: one round trip
+    if snapshots and several_writers:
+        snapshots = _with_others_entries(conn, snapshots, ids, next_seq)
     if snapshots:
         upsert = insert(snapshots_table)
         conn.execute(
@@ -201,6 +232,40 @@ def _append(
             ],
         )
     return seqs
+
+
+def _with_others_entries(
+    conn: sa.Connection,
+    snapshots: Mapping[str, bytes],
+    ids: Mapping[str, int],
+    next_seq: Mapping[str, int],
+) -> dict[str, bytes]:
+    """Each snapshot merged with its document's entries since the previous snapshot.
+
+    Runs under the documents' row locks (taken by the bump), so no entry can be
+    added below the new snapshot's seq meanwhile. A document whose entries cannot
+    be merged keeps no snapshot this time (its log is complete; one comes later).
+    """
+    merged: dict[str, bytes] = {}
+    for name, state in snapshots.items():
+        doc_id, upto = ids[name], next_seq[name] - 1
+        previous = conn.execute(
+            sa.select(sa.func.max(snapshots_table.c.seq)).where(snapshots_table.c.doc_id == doc_id)
+        ).scalar()
+        rows = conn.execute(
+            sa.select(updates.c.data)
+            .where(
+                updates.c.doc_id == doc_id,
+                updates.c.seq > (previous or 0),
+                updates.c.seq <= upto,
+            )
+            .order_by(updates.c.seq)
+        ).scalars()
+        try:
+            merged[name] = merge_updates(state, *(bytes(row) for row in rows))
+        except Exception:  # pycrdt raises bare ValueError / RuntimeError
+            log.exception("snapshot of %r skipped: its entries could not be merged", name)
+    return merged
 
 
 def engine_url(url: str) -> sa.URL:
@@ -314,13 +379,19 @@ class SqlStore:
     :meth:`migrate`, i.e. ``collab migrate``, upgrades it).
     """
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, auto_migrate: bool = True, several_writers: bool = False
+    ) -> None:
         self.url = engine_url(url)
         self.auto_migrate = auto_migrate
+        #: Other processes append to the same documents (see the module docstring).
+        self.several_writers = several_writers
         self._engine: AsyncEngine | None = None
-        # SQLite only: a plain (sync) engine and one thread that runs every append.
+        # SQLite only: a plain (sync) engine and one thread that runs every append,
+        # through plain sqlite3 when the URL is a plain file path.
         self._sync_engine: sa.Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._appender: SqliteAppender | None = None
 
     @property
     def dialect(self) -> str:
@@ -363,6 +434,11 @@ class SqlStore:
                 self._sync_engine = sa.create_engine(self.url.set(drivername="sqlite"))
                 sa.event.listen(self._sync_engine, "connect", _set_sqlite_pragmas)
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="collab-sqlite-writer")
+                path = self.url.database
+                if path and path != ":memory:" and not self.url.query:
+                    self._appender = SqliteAppender(
+                        path, ("PRAGMA journal_mode=WAL", *_SQLITE_PRAGMAS)
+                    )
             else:
                 engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
             self._engine = engine
@@ -440,8 +516,11 @@ class SqlStore:
         engine, self._engine = self._engine, None
         writer, self._writer = self._writer, None
         sync_engine, self._sync_engine = self._sync_engine, None
+        appender, self._appender = self._appender, None
         async with self._errors("close"):
             if writer is not None:
+                if appender is not None:
+                    await asyncio.get_running_loop().run_in_executor(writer, appender.close)
                 await asyncio.to_thread(writer.shutdown)
             if sync_engine is not None:
                 sync_engine.dispose()
@@ -457,22 +536,35 @@ class SqlStore:
         if self._writer is not None:
             # SQLite: the whole transaction in one hop to the writer thread. Through
             # aiosqlite every statement is a hop of its own, and a commit cost ~5x the CPU.
-            writer, engine = self._writer, self._sync_engine
+            writer, engine, appender = self._writer, self._sync_engine, self._appender
             assert engine is not None
             async with self._errors("append"):
                 loop = asyncio.get_running_loop()
+                if appender is not None:
+                    return await loop.run_in_executor(
+                        writer, appender.append, entries, snapshots, self.several_writers
+                    )
                 return await loop.run_in_executor(
-                    writer, _append_in_transaction, engine, entries, snapshots
+                    writer,
+                    _append_in_transaction,
+                    engine,
+                    entries,
+                    snapshots,
+                    self.several_writers,
                 )
         async with self._begin("append") as conn:
-            return await conn.run_sync(_append, entries, snapshots)
+            return await conn.run_sync(_append, entries, snapshots, self.several_writers)
 
     async def load(self, doc: str) -> Loaded:
         async with self._connect("load") as conn:
             snapshot = await self._latest_snapshot(conn, doc, None)
             after = snapshot.seq if snapshot else 0
             entries = await self._entries(conn, doc, after, None)
-        return Loaded(snapshot=snapshot, entries=entries)
+            found = await conn.execute(
+                _TOMBSTONES.where(tombstones_table.c.name == doc).order_by(tombstones_table.c.id)
+            )
+            tombstones = tuple(Tombstone(*row) for row in found)
+        return Loaded(snapshot=snapshot, entries=entries, tombstones=tombstones)
 
     async def documents(self) -> list[DocumentInfo]:
         async with self._connect("documents") as conn:
@@ -524,13 +616,28 @@ class SqlStore:
                 )
             )
 
-    async def delete(self, doc: str) -> bool:
+    async def delete(self, doc: str, state_vector: bytes | None = None) -> bool:
         async with self._begin("delete") as conn:
             doc_id = _doc_id(doc)
             await conn.execute(updates.delete().where(updates.c.doc_id == doc_id))
             await conn.execute(snapshots_table.delete().where(snapshots_table.c.doc_id == doc_id))
             result = await conn.execute(documents.delete().where(documents.c.name == doc))
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            if state_vector is not None:
+                await conn.execute(
+                    tombstones_table.insert().values(
+                        name=doc, deleted_at=time.time(), state_vector=bytes(state_vector)
+                    )
+                )
+            return True
+
+    async def tombstones(self, after: int = 0) -> list[Tombstone]:
+        async with self._connect("tombstones") as conn:
+            found = await conn.execute(
+                _TOMBSTONES.where(tombstones_table.c.id > after).order_by(tombstones_table.c.id)
+            )
+            return [Tombstone(*row) for row in found]
 
     @staticmethod
     async def _latest_snapshot(
@@ -558,6 +665,13 @@ class SqlStore:
             # Columns are in LogEntry's field order; both drivers return ``bytes`` for blobs.
             return [LogEntry(*row) for row in result.all()]
 
+
+_TOMBSTONES = sa.select(
+    tombstones_table.c.id,
+    tombstones_table.c.name,
+    tombstones_table.c.deleted_at,
+    tombstones_table.c.state_vector,
+)
 
 _INFO = sa.select(
     documents.c.name, documents.c.created_at, documents.c.updated_at, documents.c.last_seq

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.gate import Receiver
 from collab.errors import CloseCode, CollabError, MessageTooBig
 from collab.http.messages import HttpRequest, HttpResponse, json_error
@@ -202,14 +203,19 @@ class CollabApp:
             client = ":".join(str(part) for part in scope.get("client") or ())
             entry = runtime.gate.admit(_path_below_mount(scope), query, _headers(scope), client)
         except CollabError as exc:
+            metrics.HANDSHAKES_REFUSED.inc(str(exc.http_status))
             log.info("refused an upgrade of %s: %s", scope.get("path"), exc.reason)
             await _refuse(scope, send, json_error(exc.http_status, exc.reason))
             return
-        await send({"type": "websocket.accept", "headers": [(b"server", b"collab")]})
+        try:
+            await send({"type": "websocket.accept", "headers": [(b"server", b"collab")]})
+        except BaseException:  # the client went before the accept: its slot goes back
+            entry.abandon()
+            raise
         socket = AsgiSocket(send, self.config)
         self._sockets.add(socket)
         try:
-            receiver = await entry.start(socket)
+            receiver = await entry.start(socket)  # the entry's slot is the session's now
             if receiver is not None:
                 await socket.serve(receive, receiver)
             else:

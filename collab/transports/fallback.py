@@ -37,6 +37,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.gate import DocumentEntry, Gate, Receiver
 from collab.errors import CloseCode, CollabError, InvalidRequest, NotFound, SessionExpired
 from collab.http.messages import HttpRequest, HttpResponse, json_response
@@ -285,10 +286,15 @@ class Fallback:
     async def _open(self, request: HttpRequest) -> HttpResponse:
         if request.body:
             raise InvalidRequest("opening a session takes no body; POST messages with ?session=")
-        entry = self.gate.admit(
-            request.path[len(PREFIX) :], request.query_string, request.headers, request.client
-        )
+        try:
+            entry = self.gate.admit(
+                request.path[len(PREFIX) :], request.query_string, request.headers, request.client
+            )
+        except CollabError as exc:
+            metrics.HANDSHAKES_REFUSED.inc(str(exc.http_status))
+            raise
         if not isinstance(entry, DocumentEntry):  # /signal: y-webrtc speaks WebSocket only
+            entry.abandon()
             raise NotFound("only documents have an HTTP fallback")
         key = secrets.token_urlsafe(18)
         record: _HttpSession | None = None

@@ -1,22 +1,26 @@
-"""Fan-out benchmark: collab side by side with pycrdt-websocket, under the same load.
+"""Fan-out benchmark: collab side by side with Yjs's own server and pycrdt-websocket.
 
 Usage (from the repository root)::
 
-    python scripts/bench/fanout.py                 # full run, about 4 minutes
-    python scripts/bench/fanout.py --quick         # smoke run, about 1 minute
-    python scripts/bench/fanout.py --only collab --duration 10
+    python scripts/bench/fanout.py                 # full run, about 8 minutes
+    python scripts/bench/fanout.py --quick         # smoke run, about 2 minutes
+    python scripts/bench/fanout.py --only collab --duration 10 --phases A,PB
 
-Phases, each on a freshly started server (pycrdt-websocket first, then collab):
+Phases, each on a freshly started server (pycrdt-websocket, then @y/websocket-server,
+then collab):
 
 A. 10 documents x 10 editors, each typing 2 edits/s for ``--duration`` seconds;
 B. 1 document x 50 editors at the same rate;
+PA, PB. the same shapes, each editor moving its cursor 5 times a second (one
+   awareness update each) beside typing 1 edit/s;
 idle. 1,000 synced, idle connections over 10 documents: RSS growth per connection.
 
 Every server runs in its own subprocess; this process is the load generator
 (see load.py for how latency is measured). Printed per server: p50/p99 latency
-from an edit to each other editor of its document having it, deliveries per
-second, missing deliveries, server CPU seconds (user + system over the typing
-window and drain), server peak RSS, and the collab/pycrdt-websocket ratios.
+from an edit (or cursor move) to each other editor of its document having it,
+deliveries per second, missing deliveries, server CPU seconds (user + system over
+the typing window and drain) and per delivery, server peak RSS, and collab's
+ratios to each peer of the same run.
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 #: Store URL for collab (``--collab-db``); None means a fresh SQLite file per server.
 COLLAB_DB: str | None = None
-TARGET_P99_MS = 10.0
-TARGET_CPU_RATIO = 1 / 3
+#: Issue 11's targets for durable collab: p99 by phase, CPU per delivery against each peer.
+TARGET_P99_MS = {"A": 5.0, "B": 10.0}
+TARGET_CPU_RATIO = {"yjs": 0.8, "pycrdt": 1 / 3}
+SHORT = {"yjs": "yjs", "pycrdt": "pycrdt"}
 TARGET_IDLE_KIB = 32.0
+PHASE_NAMES = ("A", "B", "PA", "PB", "idle")
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,49 @@ class Plan:
     idle_connections: int
     idle_docs: int
     rate: float = 2.0
+    #: Presence phases: cursor moves per second per editor, beside ``presence_typing`` edits/s.
+    presence_rate: float = 5.0
+    presence_typing: float = 1.0
 
 
 FULL = Plan(duration=30, phase_a=(10, 10), phase_b=(1, 50), idle_connections=1000, idle_docs=10)
 QUICK = Plan(duration=5, phase_a=(4, 5), phase_b=(1, 20), idle_connections=200, idle_docs=10)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One load phase: its name on the command line, its shape and its rates."""
+
+    name: str
+    title: str
+    shape: tuple[int, int]
+    rate: float
+    presence_rate: float = 0.0
+
+
+def load_phases(plan: Plan) -> list[Phase]:
+    """Typing at 10 x 10 (A) and 1 x 50 (B); the same shapes with cursors moving (PA, PB)."""
+    a, b = plan.phase_a, plan.phase_b
+    typing = f"{plan.rate:g} edits/s each"
+    presence = f"{plan.presence_rate:g} cursor moves/s + {plan.presence_typing:g} edit/s each"
+    return [
+        Phase("A", f"Phase A: {a[0]} document(s) x {a[1]} editors, {typing}", a, plan.rate),
+        Phase("B", f"Phase B: {b[0]} document(s) x {b[1]} editors, {typing}", b, plan.rate),
+        Phase(
+            "PA",
+            f"Presence PA: {a[0]} document(s) x {a[1]} editors, {presence}",
+            a,
+            plan.presence_typing,
+            plan.presence_rate,
+        ),
+        Phase(
+            "PB",
+            f"Presence PB: {b[0]} document(s) x {b[1]} editors, {presence}",
+            b,
+            plan.presence_typing,
+            plan.presence_rate,
+        ),
+    ]
 
 
 @dataclass
@@ -86,10 +132,8 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def load_phase(
-    server: ServerProcess, plan: Plan, shape: tuple[int, int], seed: int
-) -> PhaseResult:
-    docs, editors = shape
+async def load_phase(server: ServerProcess, plan: Plan, phase: Phase, seed: int) -> PhaseResult:
+    docs, editors = phase.shape
     sampler = RssSampler(server)
     sampler.start()
     cpu: dict[str, float] = {}
@@ -105,7 +149,8 @@ async def load_phase(
         docs=docs,
         editors_per_doc=editors,
         duration=plan.duration,
-        rate=plan.rate,
+        rate=phase.rate,
+        presence_rate=phase.presence_rate,
         seed=seed,
         on_start=start,
         on_stop=stop,
@@ -165,11 +210,32 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _ratio(results: dict[str, float | None], kind: str = "collab") -> str:
-    a, b = results.get(kind), results.get("pycrdt")
+#: The servers collab is measured against, in the order their ratio columns appear.
+PEERS = ("yjs", "pycrdt")
+
+
+def _ratio(results: dict[str, float | None], kind: str, peer: str) -> str:
+    a, b = results.get(kind), results.get(peer)
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return "-"
     return f"{a / b:.2f}"
+
+
+def cpu_per_delivery_us(r: PhaseResult) -> float | None:
+    """Server CPU (user + system) per message delivered to an editor (document updates and,
+    in presence phases, cursor moves), in microseconds."""
+    delivered = r.delivered + r.presence_delivered
+    if r.server_cpu_seconds is None or not delivered:
+        return None
+    return 1e6 * r.server_cpu_seconds / delivered
+
+
+def cpu_per_presence_us(r: PhaseResult) -> float | None:
+    """Server CPU per cursor move delivered to an editor, in microseconds: the whole
+    phase's CPU (the edits typed beside the moves included) over presence deliveries."""
+    if r.server_cpu_seconds is None or not r.presence_delivered:
+        return None
+    return 1e6 * r.server_cpu_seconds / r.presence_delivered
 
 
 def _others(r: PhaseResult) -> float:
@@ -192,6 +258,7 @@ def phase_rows(results: dict[str, PhaseResult]) -> list[tuple[str, dict[str, flo
         ("duplicate deliveries", get(lambda r: r.duplicates), 0),
         ("edits echoed to their sender", get(lambda r: r.echoes), 0),
         ("server CPU (s)", get(lambda r: r.server_cpu_seconds), 2),
+        ("server CPU per delivery (us)", get(cpu_per_delivery_us), 1),
         (
             "server CPU (% of a core)",
             get(lambda r: 100 * (r.server_cpu_seconds or 0) / r.wall_seconds),
@@ -204,18 +271,37 @@ def phase_rows(results: dict[str, PhaseResult]) -> list[tuple[str, dict[str, flo
     ]
 
 
+def presence_rows(
+    results: dict[str, PhaseResult],
+) -> list[tuple[str, dict[str, float | None], int]]:
+    def get(fn: Callable[[PhaseResult], float | None]) -> dict[str, float | None]:
+        return {kind: fn(r) for kind, r in results.items()}
+
+    rows = [
+        ("cursor moves sent", get(lambda r: r.moves), 0),
+        ("presence p50 latency (ms)", get(lambda r: r.presence_p50_ms), 2),
+        ("presence p99 latency (ms)", get(lambda r: r.presence_p99_ms), 2),
+        ("delivered presence updates/s", get(lambda r: r.presence_delivered / r.duration), 0),
+        ("missing presence deliveries", get(lambda r: r.presence_missing), 0),
+        ("duplicate presence deliveries", get(lambda r: r.presence_duplicates), 0),
+        ("moves echoed to their sender", get(lambda r: r.presence_echoes), 0),
+        ("server CPU per presence delivery (us)", get(cpu_per_presence_us), 1),
+    ]
+    return rows + phase_rows(results)
+
+
 def render(
     title: str, rows: list[tuple[str, dict[str, float | None], int]], kinds: list[str]
 ) -> str:
     header = ["", *(LABELS[k] for k in kinds)]
-    # One ratio column per collab variant, each against pycrdt-websocket of the same run.
-    compared = [k for k in kinds if k != "pycrdt"] if "pycrdt" in kinds else []
-    header += [f"{LABELS[k]} / pycrdt" for k in compared]
+    # One ratio column per (collab variant, peer) pair, both measured in this same run.
+    compared = [(k, peer) for k in kinds if k not in PEERS for peer in PEERS if peer in kinds]
+    header += [f"{LABELS[k]} / {SHORT[peer]}" for k, peer in compared]
     lines = [title, ""]
     body = []
     for name, values, digits in rows:
         row = [name, *(_fmt(values.get(k), digits) for k in kinds)]
-        row += [_ratio(values, k) for k in compared]
+        row += [_ratio(values, k, peer) for k, peer in compared]
         body.append(row)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
@@ -237,24 +323,34 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def verdicts(
-    a: dict[str, PhaseResult], b: dict[str, PhaseResult], idle: dict[str, IdleResult]
-) -> list[str]:
+def verdicts(phases: dict[str, dict[str, PhaseResult]], idle: dict[str, IdleResult]) -> list[str]:
     out = []
-    for name, phase in (("A", a), ("B", b)):
+    for name, phase in phases.items():
         collab = phase.get("collab")
-        peer = phase.get("pycrdt")
         if collab is None:
             continue
-        ok = collab.p99_ms < TARGET_P99_MS
-        out.append(f"phase {name}: collab p99 {collab.p99_ms:.2f} ms < 10 ms: {_yes(ok)}")
-        if collab.missing:
-            out.append(f"phase {name}: collab missed {collab.missing} deliveries: NO")
-        if peer is not None and peer.server_cpu_seconds and collab.server_cpu_seconds is not None:
-            ratio = collab.server_cpu_seconds / peer.server_cpu_seconds
-            ok = ratio <= TARGET_CPU_RATIO
+        presence = name.startswith("P")
+        if not presence:
+            limit = TARGET_P99_MS[name]
+            ok = collab.p99_ms < limit
             out.append(
-                f"phase {name}: collab CPU / pycrdt-websocket CPU {ratio:.2f} <= 0.33: {_yes(ok)}"
+                f"phase {name}: collab p99 {collab.p99_ms:.2f} ms < {limit:g} ms: {_yes(ok)}"
+            )
+        if collab.missing or collab.presence_missing:
+            missed = collab.missing + collab.presence_missing
+            out.append(f"phase {name}: collab missed {missed} deliveries: NO")
+        cost = cpu_per_presence_us if presence else cpu_per_delivery_us
+        mine = cost(collab)
+        for peer in PEERS:
+            theirs = cost(phase[peer]) if peer in phase else None
+            if mine is None or not theirs or (presence and peer != "yjs"):
+                continue
+            ratio, target = mine / theirs, TARGET_CPU_RATIO[peer]
+            what = "presence delivery" if presence else "delivery"
+            verdict = _yes(ratio <= target)
+            out.append(
+                f"phase {name}: collab CPU per {what} / {LABELS[peer]}'s "
+                f"{mine:.1f} / {theirs:.1f} us = {ratio:.2f} <= {target:.2f}: {verdict}"
             )
     if "collab" in idle:
         kib = idle["collab"].kib_per_connection
@@ -294,7 +390,15 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-connections", type=int, help="idle connections (default 1000, 200 with --quick)"
     )
     parser.add_argument(
-        "--skip", action="append", default=[], choices=("A", "B", "idle"), help="skip a phase"
+        "--skip",
+        action="append",
+        default=[],
+        choices=PHASE_NAMES,
+        help="skip a phase (repeatable)",
+    )
+    parser.add_argument(
+        "--phases",
+        help=f"comma-separated phases to run (default all: {','.join(PHASE_NAMES)})",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -330,23 +434,27 @@ def main(argv: list[str] | None = None) -> int:
         kinds = list(SERVERS)
     raise_fd_limit()
 
-    a: dict[str, PhaseResult] = {}
-    b: dict[str, PhaseResult] = {}
+    wanted = set(args.phases.split(",")) if args.phases else set(PHASE_NAMES)
+    unknown = wanted - set(PHASE_NAMES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    wanted -= set(args.skip)
+    phases = [p for p in load_phases(plan) if p.name in wanted]
+    results: dict[str, dict[str, PhaseResult]] = {}
     idle: dict[str, IdleResult] = {}
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
-        for name, shape, sink in (("A", plan.phase_a, a), ("B", plan.phase_b, b)):
-            if name in args.skip:
-                continue
+        for phase in phases:
+            sink = results.setdefault(phase.name, {})
             for kind in kinds:
-                print(f"phase {name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
-                workdir = Path(tmp) / f"{kind}-{name}"
+                print(f"phase {phase.name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-{phase.name}"
                 profile = None
                 if args.profile is not None and kind.startswith("collab"):
                     args.profile.mkdir(parents=True, exist_ok=True)
-                    profile = args.profile / f"collab-{name}.txt"
-                body = partial(load_phase, plan=plan, shape=shape, seed=args.seed)
+                    profile = args.profile / f"collab-{phase.name}.txt"
+                body = partial(load_phase, plan=plan, phase=phase, seed=args.seed)
                 sink[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, body, profile)
-        if "idle" not in args.skip:
+        if "idle" in wanted:
             for kind in kinds:
                 print(f"idle connections on {LABELS[kind]} ...", file=sys.stderr, flush=True)
                 workdir = Path(tmp) / f"{kind}-idle"
@@ -355,12 +463,14 @@ def main(argv: list[str] | None = None) -> int:
 
     store = "no store" if args.pycrdt_store == "none" else "SQLiteYStore"
     collab_store = "SQLite store" if args.collab_db is None else f"store {args.collab_db}"
-    print(f"\ncollab ({collab_store}) vs pycrdt-websocket ({store});", end=" ")
-    print(f"{plan.rate:g} edits/s per editor for {plan.duration:g} s\n")
-    for name, shape, phase in (("A", plan.phase_a, a), ("B", plan.phase_b, b)):
-        if phase:
-            title = f"Phase {name}: {shape[0]} document(s) x {shape[1]} editors"
-            print(render(title, phase_rows(phase), kinds) + "\n")
+    print(
+        f"\ncollab ({collab_store}) vs @y/websocket-server (in memory) and pycrdt-websocket "
+        f"({store}); {plan.duration:g} s of typing per phase\n"
+    )
+    for phase in phases:
+        if phase.name in results:
+            rows_of = presence_rows if phase.presence_rate else phase_rows
+            print(render(phase.title, rows_of(results[phase.name]), kinds) + "\n")
     if idle:
         rows: list[tuple[str, dict[str, float | None], int]] = [
             ("RSS before (MiB)", {k: r.rss_before / MiB for k, r in idle.items()}, 1),
@@ -375,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
-    for line in verdicts(a, b, idle):
+    for line in verdicts(results, idle):
         print(line)
     if args.json:
         data = {
@@ -383,11 +493,17 @@ def main(argv: list[str] | None = None) -> int:
             "pycrdt_store": args.pycrdt_store,
             "phases": {
                 name: {
-                    k: {key: v for key, v in r.__dict__.items() if key != "latencies_ms"}
-                    | {"p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
+                    k: {key: v for key, v in r.__dict__.items() if not key.endswith("latencies_ms")}
+                    | {
+                        "p50_ms": r.p50_ms,
+                        "p99_ms": r.p99_ms,
+                        "presence_p99_ms": r.presence_p99_ms,
+                        "cpu_per_delivery_us": cpu_per_delivery_us(r),
+                        "cpu_per_presence_us": cpu_per_presence_us(r),
+                    }
                     for k, r in phase.items()
                 }
-                for name, phase in (("A", a), ("B", b))
+                for name, phase in results.items()
             },
             "idle": {
                 k: r.__dict__ | {"kib_per_connection": r.kib_per_connection}
@@ -395,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
         args.json.write_text(json.dumps(data, indent=2))
-    worst_missing = max((r.missing for phase in (a, b) for r in phase.values()), default=0)
+    worst_missing = max(
+        (r.missing + r.presence_missing for phase in results.values() for r in phase.values()),
+        default=0,
+    )
     return 1 if worst_missing else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,15 +22,22 @@ import psutil  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().with_name("pycrdt_server.py")
+#: Yjs's reference server, installed by ``npm ci`` in scripts/bench/yjs-server
+#: (``make node-deps`` does it).
+YJS_DIR = Path(__file__).resolve().with_name("yjs-server")
+YJS_SERVER = YJS_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
 
-#: The servers compared, by the name used on the command line. ``collab-asgi`` is
+#: The servers compared, by the name used on the command line. ``yjs`` is Yjs's own
+#: server, npm ``@y/websocket-server`` 0.1.1 on yjs 13 (in memory, persists nothing),
+#: started the way its package's ``y-websocket-server`` bin is, with HOST/PORT. ``collab-asgi`` is
 #: collab's ASGI app under uvicorn (httptools, websockets-sansio, uvloop);
 #: ``collab-base`` is ``collab serve`` from another checkout (``--baseline-repo``),
 #: to compare a change with what it replaces in one sitting.
-SERVERS = ("pycrdt", "collab")
-ALL_SERVERS = ("pycrdt", "collab", "collab-asgi", "collab-base")
+SERVERS = ("pycrdt", "yjs", "collab")
+ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-asgi", "collab-base")
 LABELS = {
     "pycrdt": "pycrdt-websocket",
+    "yjs": "@y/websocket-server",
     "collab": "collab",
     "collab-asgi": "collab ASGI",
     "collab-base": "collab baseline",
@@ -78,6 +86,13 @@ def server_command(
             f"run(Config(host='127.0.0.1', port={port}, db_url={db_url!r}))"
         )
         return [sys.executable, "-c", code]
+    if kind == "yjs":
+        if not YJS_SERVER.exists():
+            raise RuntimeError(
+                f"{YJS_SERVER} is missing: run `npm ci` in {YJS_DIR} (or `make bench-deps`)"
+            )
+        # The package's bin (src/server.js) run by node itself, so the pid is the server's.
+        return [shutil.which("node") or "node", str(YJS_SERVER)]
     if kind == "pycrdt":
         return [
             sys.executable,
@@ -153,6 +168,11 @@ def start_server(
             raise ValueError("collab-base needs --baseline-repo")
         repo = BASELINE_REPO
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    # Every simulated editor connects from 127.0.0.1: the per-IP limit would refuse the
+    # idle phase's thousand. (A variable, not a flag: an older checkout ignores it.)
+    env["COLLAB_MAX_CONNECTIONS_PER_IP"] = "none"
+    if kind == "yjs":
+        env["HOST"], env["PORT"] = "127.0.0.1", str(port)
     if kind == "collab-asgi":
         env["COLLAB_DB_URL"] = collab_db or f"sqlite:///{workdir / 'bench.db'}"
     with log_path.open("wb") as log:

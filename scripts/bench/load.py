@@ -45,7 +45,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
 TOKEN = re.compile(rb"e\d+\.\d+;")
+#: A cursor move's token, carried in the awareness state's JSON (verbatim on the wire).
+PRESENCE_TOKEN = re.compile(rb"p\d+\.\d+;")
 SYNC = 0
+AWARENESS = 1
 STEP1, STEP2, UPDATE = 0, 1, 2
 
 
@@ -91,6 +94,23 @@ class Tally:
             self.all_arrived.set()
 
 
+def var_uint(n: int) -> bytes:
+    """lib0's variable-length unsigned integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def awareness_message(client_id: int, clock: int, state: str) -> bytes:
+    """A y-protocols awareness message holding one client's state (what y-websocket sends)."""
+    raw = state.encode()
+    payload = var_uint(1) + var_uint(client_id) + var_uint(clock) + var_uint(len(raw)) + raw
+    return bytes([AWARENESS]) + var_uint(len(payload)) + payload
+
+
 class Editor:
     """One connection editing one document. ``arrivals`` holds (token, ns) pairs."""
 
@@ -103,9 +123,15 @@ class Editor:
         self.text = self.doc.get("text", type=Text)
         self.synced = asyncio.Event()
         self.arrivals: list[tuple[bytes, int]] = []
+        #: Cursor moves of other editors received: (token, ns).
+        self.presence_arrivals: list[tuple[bytes, int]] = []
         self.sent = 0
+        self.moves = 0
+        self.client_id = 1 + index  # awareness client id, distinct per editor
+        self._clock = 0
         self.rng = random.Random(index)
         self.own_prefix = b"e%d." % index
+        self.own_moves = b"p%d." % index
         self._local = False
         self._outgoing: list[bytes] = []
         self._ws: StampedConnection | None = None
@@ -140,8 +166,18 @@ class Editor:
         try:
             async for message in ws:
                 now = ws.stamps.popleft()
-                if not isinstance(message, bytes) or len(message) < 2 or message[0] != SYNC:
-                    continue  # awareness and anything else: not part of this benchmark
+                if not isinstance(message, bytes) or len(message) < 2:
+                    continue
+                if message[0] == AWARENESS:
+                    if tally.recording:
+                        tokens = PRESENCE_TOKEN.findall(message)
+                        if tokens:
+                            self.presence_arrivals.extend((token, now) for token in tokens)
+                            others = sum(not token.startswith(self.own_moves) for token in tokens)
+                            tally.note_received(others)
+                    continue
+                if message[0] != SYNC:
+                    continue  # anything else: not part of this benchmark
                 kind = message[1]
                 if kind != STEP1 and tally.recording:
                     tokens = TOKEN.findall(message)
@@ -175,6 +211,20 @@ class Editor:
             await self._ws.send(create_update_message(update))
         self._outgoing.clear()
 
+    async def move_cursor(self, token: bytes, receivers: int) -> None:
+        """Send a new awareness state (a cursor at a random spot) carrying ``token``."""
+        assert self._ws is not None
+        position = self.rng.randint(0, len(self.text))
+        state = (
+            f'{{"user":{{"name":"editor {self.index}","color":"#30bced"}},'
+            f'"cursor":{{"anchor":{position},"head":{position}}},"move":"{token.decode()}"}}'
+        )
+        self._clock += 1
+        at = time.monotonic_ns()
+        self.tally.note_sent(token, at, self.doc_index, receivers)
+        self.moves += 1
+        await self._ws.send(awareness_message(self.client_id, self._clock, state))
+
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
@@ -197,6 +247,14 @@ class PhaseResult:
     echoes: int = 0
     missing: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    #: Cursor moves (awareness updates) sent, delivered to other editors, and so on.
+    moves: int = 0
+    presence_expected: int = 0
+    presence_delivered: int = 0
+    presence_duplicates: int = 0
+    presence_echoes: int = 0
+    presence_missing: int = 0
+    presence_latencies_ms: list[float] = field(default_factory=list, repr=False)
     wall_seconds: float = 0.0
     server_cpu_seconds: float | None = None
     server_peak_rss: int | None = None
@@ -212,6 +270,14 @@ class PhaseResult:
     @property
     def p99_ms(self) -> float:
         return percentile(self.latencies_ms, 99)
+
+    @property
+    def presence_p50_ms(self) -> float:
+        return percentile(self.presence_latencies_ms, 50)
+
+    @property
+    def presence_p99_ms(self) -> float:
+        return percentile(self.presence_latencies_ms, 99)
 
     @property
     def deliveries_per_second(self) -> float:
@@ -281,6 +347,7 @@ async def run_phase(
     editors_per_doc: int,
     duration: float,
     rate: float = 2.0,
+    presence_rate: float = 0.0,
     seed: int = 1,
     doc_prefix: str = "bench",
     drain_timeout: float = 10.0,
@@ -292,7 +359,9 @@ async def run_phase(
     Every editor is connected and synced before typing starts. Each editor types on
     a fixed period from a random start offset (seeded, so both servers get the same
     load), for ``duration`` seconds; then the run waits up to ``drain_timeout`` for
-    every token to reach every other editor of its document. ``on_start`` and
+    every token to reach every other editor of its document. With ``presence_rate``,
+    each editor also moves its cursor that many times a second (one awareness
+    update each, on its own period and offset), beside typing. ``on_start`` and
     ``on_stop`` are called right before typing starts and right after the drain,
     to bracket server measurements.
     """
@@ -307,6 +376,8 @@ async def run_phase(
     await open_editors(editors)
     period = 1.0 / rate
     offsets = [rng.uniform(0, period) for _ in editors]
+    move_period = 1.0 / presence_rate if presence_rate else 0.0
+    move_offsets = [rng.uniform(0, move_period) for _ in editors]
     receivers = editors_per_doc - 1
 
     loop = asyncio.get_running_loop()
@@ -323,6 +394,18 @@ async def run_phase(
             await editor.edit(b"e%d.%d;" % (editor.index, n), receivers)
             n += 1
 
+    async def move(editor: Editor, offset: float, t0: float) -> None:
+        n = 0
+        while True:
+            due = t0 + offset + n * move_period
+            if due >= t0 + duration:
+                return
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await editor.move_cursor(b"p%d.%d;" % (editor.index, n), receivers)
+            n += 1
+
     me = psutil.Process()
     lag = LoopLag()
     if on_start is not None:
@@ -333,7 +416,10 @@ async def run_phase(
     wall0 = time.monotonic()
     lag.start()
     t0 = loop.time() + 0.05
-    await asyncio.gather(*(type_(e, o, t0) for e, o in zip(editors, offsets, strict=True)))
+    typing = [type_(e, o, t0) for e, o in zip(editors, offsets, strict=True)]
+    if presence_rate:
+        typing += [move(e, o, t0) for e, o in zip(editors, move_offsets, strict=True)]
+    await asyncio.gather(*typing)
     try:
         await asyncio.wait_for(tally.all_arrived.wait(), drain_timeout)
     except TimeoutError:
@@ -357,8 +443,26 @@ def _machine_busy() -> float:
 
 
 def _score(result: PhaseResult, editors: list[Editor], tally: Tally) -> None:
-    result.edits = len(tally.sent)
-    result.expected = tally.expected
+    result.moves = sum(editor.moves for editor in editors)
+    result.edits = len(tally.sent) - result.moves
+    result.presence_expected = result.moves * (result.editors_per_doc - 1)
+    result.expected = tally.expected - result.presence_expected
+    moves: list[float] = []
+    for editor in editors:
+        seen_moves: set[bytes] = set()
+        for token, at in editor.presence_arrivals:
+            if token.startswith(editor.own_moves):
+                result.presence_echoes += 1
+                continue
+            sent = tally.sent.get(token)
+            if sent is None or sent[1] != editor.doc_index or token in seen_moves:
+                result.presence_duplicates += 1
+                continue
+            seen_moves.add(token)
+            moves.append((at - sent[0]) / 1e6)
+    result.presence_delivered = len(moves)
+    result.presence_missing = result.presence_expected - result.presence_delivered
+    result.presence_latencies_ms = moves
     latencies: list[float] = []
     for editor in editors:
         seen: set[bytes] = set()

@@ -1,0 +1,398 @@
+"""Redis pub/sub between the processes that hold the same documents.
+
+:class:`RedisRelay` is the :class:`~collab.core.relay.RoomRelay` of ``--redis-url``,
+and the only importer of redis-py. Each loaded document is a channel
+(``Config.redis_channel_prefix`` + name) that its process subscribes to while the
+room is loaded; messages are :mod:`collab.wire.relay` envelopes carrying the
+publishing process's id, so a process skips its own.
+
+- **Fan-out.** Each update a local editor sent (exactly what the Doc integrated)
+  and each presence change is published once, by a sender task that pipelines
+  whatever queued during one event-loop turn. Other processes apply it with
+  :meth:`Room.receive_remote`: forwarded to their editors, never logged there.
+- **Catching up.** A process that loads a document asks how many processes hold
+  it (``PUBSUB NUMSUB``), publishes its state vector (step 1) and waits, up to
+  ``Config.redis_sync_timeout``, for each of them to answer with what it lacks
+  (step 2) and their own state vector, to which it answers with what *they* lack.
+  So the first editor there never sees an older document than editors elsewhere.
+- **Self-healing.** Pub/sub drops what is published while a subscriber is away.
+  Each message carries a per-process, per-document sequence number; a receiver
+  that sees one skipped resyncs that document, and a process whose connection
+  comes back (or whose publishes failed) resyncs every document it holds, by
+  state vectors. While Redis is down the rooms serve their editors and the
+  journal logs as usual; nothing is queued for Redis meanwhile (the resync sends
+  differences, which also repairs updates a Doc is holding past a gap).
+- Presence crosses the same way. A process renews (in batches) and removes only
+  the states its own editors own; states from a process that died expire on the
+  others after ``awareness_timeout``, like those of a silent editor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from collab.config import Config
+from collab.core import metrics
+from collab.core.room import Room
+from collab.errors import CollabError, ProtocolError
+from collab.wire import relay as wire
+from collab.wire.relay import BROADCAST, Kind
+
+__all__ = ["RedisRelay", "RelayStats"]
+
+log = logging.getLogger("collab.fanout")
+
+#: An update that holds nothing: a step 2 answering a state vector that lacks nothing.
+_EMPTY_UPDATE = b"\x00\x00"
+_FIRST_RETRY_DELAY = 0.05
+_MAX_RETRY_DELAY = 2.0
+_FAILURES = (RedisError, OSError)
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """Counters for observability (collab.http's /metrics reads them)."""
+
+    published: int = 0  # messages handed to Redis
+    received: int = 0  # messages from other processes applied
+    dropped: int = 0  # messages not published: Redis was down or the publish failed
+    resyncs: int = 0  # documents resynced by state vectors (returns, gaps, failed publishes)
+    gaps: int = 0  # sequence gaps noticed
+    ups: int = 0  # (re)connections
+    downs: int = 0  # connections lost
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    """The answers a loading document waits for."""
+
+    expected: int
+    origins: set[bytes]
+    done: asyncio.Event
+
+
+class RedisRelay:
+    """Joins the rooms of every process that uses the same Redis (see the module docstring).
+
+    Use it as an async context manager: entering starts the subscriber and the
+    sender tasks (it does not wait for Redis: a process starts, and serves, with
+    Redis down); leaving stops them. :meth:`join`, :meth:`leave`, :meth:`update`
+    and :meth:`awareness` are what rooms call.
+    """
+
+    def __init__(self, config: Config) -> None:
+        if not config.redis_url:
+            raise ValueError("RedisRelay needs Config.redis_url")
+        self._config = config
+        #: This process, in every message it publishes.
+        self.origin = os.urandom(wire.ORIGIN_BYTES)
+        self._prefix = config.redis_channel_prefix.encode()
+        self._control = self._prefix + b"\x00processes"
+        # No retries inside redis-py: a lost connection must surface here, so that the
+        # subscriber notices it and resyncs once it is back.
+        self._client = aioredis.Redis.from_url(
+            config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0
+        )
+        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
+        self._rooms: dict[str, Room] = {}
+        self._sent: dict[str, int] = {}  # doc -> seq of our latest message
+        self._seen: dict[tuple[bytes, str], int] = {}  # (origin, doc) -> latest seq
+        self._confirmed: dict[bytes, asyncio.Event] = {}  # channel -> subscription confirmed
+        self._catching_up: dict[str, _CatchUp] = {}
+        self._outbox: list[tuple[bytes, bytes]] = []
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set when the sender found nothing left to send
+        self._publish_failed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        #: True while subscribed (Redis answers).
+        self.up = False
+        self.stats = RelayStats()
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RedisRelay:
+        self._tasks = [
+            asyncio.create_task(self._subscriber(), name="collab.fanout subscriber"),
+            asyncio.create_task(self._sender(), name="collab.fanout sender"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        subscriber, sender = self._tasks
+        subscriber.cancel()
+        # Whatever local editors did last (their departures, say) still goes out.
+        if self._outbox and self.up:
+            self._drained.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._drained.wait()
+        sender.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(*_FAILURES):
+            await self._client.aclose()
+
+    async def ping(self) -> bool:
+        """True if Redis answers now (for readiness checks). Never raises."""
+        try:
+            return bool(await self._client.ping())
+        except _FAILURES:
+            return False
+
+    # -- what rooms call (collab.core.relay) -------------------------------------------------------
+
+    async def join(self, room: Room) -> None:
+        name = room.name
+        self._rooms[name] = room
+        pubsub = self._pubsub
+        if not self.up or pubsub is None:
+            return  # the resync when Redis is back catches up
+        channel = self._channel(name)
+        confirmed = self._confirmed[channel] = asyncio.Event()
+        catch_up = _CatchUp(0, set(), asyncio.Event())
+        try:
+            async with asyncio.timeout(self._config.redis_sync_timeout):
+                await pubsub.subscribe(channel)
+                await confirmed.wait()
+                [(_, subscribers)] = await self._client.pubsub_numsub(channel)
+                catch_up.expected = int(subscribers) - 1
+                if catch_up.expected <= 0:
+                    return  # nobody else holds it: the store has everything
+                self._catching_up[name] = catch_up
+                self._publish(name, Kind.SYNC_REQUEST, room.doc.get_state())
+                await catch_up.done.wait()
+        except TimeoutError:
+            log.warning(
+                "catching up on %r: %d of %d processes answered within %.1f s",
+                name,
+                len(catch_up.origins),
+                catch_up.expected,
+                self._config.redis_sync_timeout,
+            )
+        except _FAILURES as exc:
+            log.warning("catching up on %r failed (resync when Redis is back): %s", name, exc)
+        finally:
+            if self._catching_up.get(name) is catch_up:
+                del self._catching_up[name]
+
+    def leave(self, room: Room) -> None:
+        name = room.name
+        if self._rooms.get(name) is not room:
+            return
+        del self._rooms[name]
+        for key in [k for k in self._seen if k[1] == name]:
+            del self._seen[key]
+        channel = self._channel(name)
+        self._confirmed.pop(channel, None)
+        pubsub = self._pubsub
+        if pubsub is not None and self.up:
+            task = asyncio.create_task(self._unsubscribe(pubsub, channel))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def update(self, doc: str, update: bytes) -> None:
+        self._publish(doc, Kind.UPDATE, update)
+
+    def awareness(self, doc: str, payload: bytes) -> None:
+        self._publish(doc, Kind.AWARENESS, payload)
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def _channel(self, doc: str) -> bytes:
+        return self._prefix + doc.encode()
+
+    def _publish(
+        self, doc: str, kind: Kind, payload: bytes, target: bytes = BROADCAST, reply: bytes = b""
+    ) -> None:
+        # Every message takes a seq, published or not: receivers see the gap and resync.
+        seq = self._sent[doc] = self._sent.get(doc, 0) + 1
+        if not self.up:
+            self.stats.dropped += 1
+            return
+        if kind is Kind.SYNC_REPLY:
+            data = wire.encode_reply(self.origin, seq, target, payload, reply)
+        else:
+            data = wire.encode(kind, self.origin, seq, payload, target)
+        self._outbox.append((self._channel(doc), data))
+        self._wake.set()
+
+    async def _sender(self) -> None:
+        """Publish what queued, one pipeline (one round trip) per batch."""
+        delay = _FIRST_RETRY_DELAY
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                self._drained.set()
+                continue
+            try:
+                try:
+                    await self._send(batch)
+                except _FAILURES:
+                    # A pooled connection that Redis closed (it restarted) fails once;
+                    # the pool connects afresh for the second attempt.
+                    await self._send(batch)
+            except _FAILURES as exc:
+                self.stats.dropped += len(batch)
+                if not self._publish_failed:
+                    log.warning("publishing to Redis failed (resync when it works): %s", exc)
+                self._publish_failed = True
+                # What was lost is repaired by a resync, tried until a publish works.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+                if self.up:
+                    self._resync_all("publishes failed")
+                continue
+            delay = _FIRST_RETRY_DELAY
+            self.stats.published += len(batch)
+            metrics.REDIS_PUBLISHED.value += len(batch)
+            if not self._outbox:
+                self._drained.set()
+            if self._publish_failed:
+                self._publish_failed = False
+                self._resync_all("publishes failed")
+
+    async def _send(self, batch: list[tuple[bytes, bytes]]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, data in batch:
+                pipe.publish(channel, data)
+            await pipe.execute()
+
+    # -- subscribing ------------------------------------------------------------------------------
+
+    async def _subscriber(self) -> None:
+        delay = _FIRST_RETRY_DELAY
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._control, *(self._channel(n) for n in self._rooms))
+                self._pubsub = pubsub
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        if self._dispatch(message):
+                            delay = _FIRST_RETRY_DELAY
+            except _FAILURES as exc:
+                self._went_down(exc)
+            finally:
+                self._pubsub = None
+                self.up = False
+                with contextlib.suppress(*_FAILURES):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_DELAY)
+
+    async def _unsubscribe(self, pubsub: Any, channel: bytes) -> None:
+        with contextlib.suppress(*_FAILURES):
+            await pubsub.unsubscribe(channel)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.up or self.stats.downs == 0:
+            self.stats.downs += 1
+            log.warning("lost Redis (serving local editors; resync when it is back): %s", exc)
+        self.up = False
+        metrics.REDIS_UP.set(0)
+
+    def _went_up(self) -> None:
+        self.up = True
+        metrics.REDIS_UP.set(1)
+        self.stats.ups += 1
+        if self.stats.ups > 1:
+            log.info("Redis is back: resyncing %d documents", len(self._rooms))
+        else:
+            log.info("connected to Redis")
+        # Whatever was published while we were away is lost to us: resync rather than
+        # wait for a gap, and start counting sequences afresh.
+        self._seen.clear()
+        self._resync_all("connected")
+
+    def _resync_all(self, why: str) -> None:
+        for name, room in list(self._rooms.items()):
+            self._resync(name, room, why)
+
+    def _resync(self, name: str, room: Room, why: str) -> None:
+        log.debug("resyncing %r (%s)", name, why)
+        self.stats.resyncs += 1
+        metrics.REDIS_RESYNCS.value += 1
+        self._publish(name, Kind.SYNC_REQUEST, room.doc.get_state())
+        presence = room.local_awareness()
+        if presence is not None:
+            self._publish(name, Kind.AWARENESS, presence)
+
+    def _dispatch(self, message: dict[str, Any]) -> bool:
+        """Handle one pub/sub message; True if it was a subscription confirmation."""
+        kind = message["type"]
+        channel = message["channel"]
+        if kind == "subscribe":
+            if channel == self._control:
+                self._went_up()
+            else:
+                confirmed = self._confirmed.get(channel)
+                if confirmed is not None:
+                    confirmed.set()
+            return True
+        if kind != "message" or not channel.startswith(self._prefix):
+            return False
+        name = channel[len(self._prefix) :].decode(errors="replace")
+        room = self._rooms.get(name)
+        if room is None:
+            return False
+        try:
+            envelope = wire.decode(message["data"])
+        except ProtocolError as exc:
+            log.warning("ignoring a bad message on %r: %s", name, exc.reason)
+            return False
+        if envelope.origin == self.origin:
+            return False
+        key = (envelope.origin, name)
+        last = self._seen.get(key)
+        self._seen[key] = envelope.seq
+        if last is not None and envelope.seq != last + 1:
+            self.stats.gaps += 1
+            self._resync(name, room, f"{envelope.seq - last - 1} messages lost")
+        if envelope.target not in (BROADCAST, self.origin):
+            return False
+        try:
+            self._apply(name, room, envelope)
+        except (CollabError, ValueError) as exc:
+            # Bad bytes from another process harm nothing here: the room is unchanged.
+            reason = exc.reason if isinstance(exc, CollabError) else str(exc)
+            log.warning(
+                "ignoring a %s on %r from another process: %s", envelope.kind.name, name, reason
+            )
+        return False
+
+    def _apply(self, name: str, room: Room, envelope: wire.Envelope) -> None:
+        self.stats.received += 1
+        match envelope.kind:
+            case Kind.UPDATE | Kind.SYNC_DIFF:
+                room.receive_remote(envelope.payload)
+            case Kind.AWARENESS:
+                room.receive_remote_awareness(envelope.payload)
+            case Kind.SYNC_REQUEST:
+                missing = room.doc.get_update(envelope.payload)
+                self._publish(name, Kind.SYNC_REPLY, missing, envelope.origin, room.doc.get_state())
+                presence = room.local_awareness()
+                if presence is not None:
+                    self._publish(name, Kind.AWARENESS, presence)
+            case Kind.SYNC_REPLY:
+                update, state = envelope.reply()
+                room.receive_remote(update)
+                back = room.doc.get_update(state)
+                if back != _EMPTY_UPDATE:
+                    self._publish(name, Kind.SYNC_DIFF, back, envelope.origin)
+                catch_up = self._catching_up.get(name)
+                if catch_up is not None:
+                    catch_up.origins.add(envelope.origin)
+                    if len(catch_up.origins) >= catch_up.expected:
+                        catch_up.done.set()

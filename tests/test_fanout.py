@@ -1,0 +1,153 @@
+"""Redis fan-out between two servers in one test process: real Redis, real sockets, SQLite.
+
+Two native servers on different ports share one Redis (the test's own) and one
+store; Python clients on each must see the same document and the same presence,
+and every update must be in the log exactly once. The process-level tests (two
+``collab serve``, PostgreSQL, stock Yjs clients, kill -9) are in
+test_fanout_processes.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from collab.client import connect
+from collab.config import Config
+from collab.fanout import check_processes
+from collab.fanout.redis import RedisRelay
+from collab.server import Server, serve
+from collab.store.replay import replay
+from tests.conftest import eventually
+from tests.redis_fixtures import RedisServer, redis_server
+
+__all__ = ["redis_server"]
+
+
+def text_of(doc: Doc[Any]) -> str:
+    return str(doc.get("text", type=Text))
+
+
+def relay_of(server: Server) -> RedisRelay:
+    relay = server.runtime.relay
+    assert isinstance(relay, RedisRelay)
+    return relay
+
+
+@contextlib.asynccontextmanager
+async def two_servers(config: Config) -> AsyncIterator[tuple[Server, Server]]:
+    async with serve(config) as one, serve(config) as two:
+        await eventually(lambda: relay_of(one).up and relay_of(two).up)
+        yield one, two
+
+
+@pytest.fixture
+def fanout_config(tmp_path: Path, redis_server: RedisServer) -> Config:
+    return Config(
+        port=0,
+        db_url=f"sqlite:///{tmp_path / 'shared.db'}",
+        redis_url=redis_server.url,
+        ping_interval=None,
+        unload_grace_seconds=0.2,
+        awareness_renewal_interval=0.2,
+    )
+
+
+async def test_editors_on_two_servers_share_one_document(fanout_config: Config) -> None:
+    async with (
+        two_servers(fanout_config) as (one, two),
+        connect(f"ws://127.0.0.1:{one.port}/shared", saved_acks=True) as a,
+        connect(f"ws://127.0.0.1:{two.port}/shared", saved_acks=True) as b,
+    ):
+        await a.wait_synced()
+        await b.wait_synced()
+        a.doc.get("text", type=Text).insert(0, "from one. ")
+        await b.wait_for(lambda: text_of(b.doc) == "from one. ")
+        b.doc.get("text", type=Text).insert(0, "from two. ")
+        await a.wait_for(lambda: text_of(a.doc) == "from two. from one. ")
+        await a.wait_saved()
+        await b.wait_saved()
+        # Each update is logged once, by the process its editor is on.
+        entries = await one.store.entries("shared")
+        assert len(entries) == 2
+        assert len({e.client for e in entries}) == 2  # one from each editor
+        assert text_of(replay(None, entries)) == "from two. from one. "
+        assert relay_of(one).stats.published >= 1 and relay_of(two).stats.received >= 1
+
+
+async def test_presence_crosses_and_leaves(fanout_config: Config) -> None:
+    async with (
+        two_servers(fanout_config) as (one, two),
+        connect(f"ws://127.0.0.1:{one.port}/here") as a,
+    ):
+        await a.wait_synced()
+        async with connect(f"ws://127.0.0.1:{two.port}/here") as b:
+            await b.wait_synced()
+            b.set_awareness({"name": "bea"})
+            await a.wait_for(lambda: any(p.get("name") == "bea" for p in a.peers.values()))
+        # bea's connection closed: her presence goes on the other server too.
+        await a.wait_for(lambda: not any(p.get("name") == "bea" for p in a.peers.values()))
+
+
+async def test_a_process_that_loads_late_catches_up_before_serving(
+    fanout_config: Config,
+) -> None:
+    # Commits are held back (a long interval), so the store lags behind server one.
+    config = fanout_config.replace(commit_interval=30.0)
+    async with (
+        two_servers(config) as (one, two),
+        connect(f"ws://127.0.0.1:{one.port}/late") as a,
+    ):
+        await a.wait_synced()
+        a.doc.get("text", type=Text).insert(0, "not in the store yet")
+        await eventually(lambda: "late" in one.rooms and one.journal.pending == 1)
+        assert await two.store.entries("late") == []
+        # The first editor on server two sees what server one holds, at its first sync.
+        async with connect(f"ws://127.0.0.1:{two.port}/late") as b:
+            await b.wait_synced()
+            assert text_of(b.doc) == "not in the store yet"
+
+
+def test_several_processes_need_redis_and_a_shared_store() -> None:
+    with pytest.raises(ValueError, match="needs --redis-url"):
+        check_processes(Config(workers=2))
+    with pytest.raises(ValueError, match="SQLite"):
+        check_processes(Config(redis_url="redis://10.0.0.5:6379/0", db_url="sqlite:///x.db"))
+    check_processes(Config(redis_url="redis://127.0.0.1:6379/0", db_url="sqlite:///x.db"))
+    check_processes(
+        Config(redis_url="redis://10.0.0.5:6379/0", db_url="postgresql://u@db/x", workers=4)
+    )
+
+
+async def test_redis_restarted_mid_session_converges_without_reconnecting(
+    fanout_config: Config, redis_server: RedisServer
+) -> None:
+    async with (
+        two_servers(fanout_config) as (one, two),
+        connect(f"ws://127.0.0.1:{one.port}/outage", saved_acks=True) as a,
+        connect(f"ws://127.0.0.1:{two.port}/outage", saved_acks=True) as b,
+    ):
+        await a.wait_synced()
+        await b.wait_synced()
+        a.doc.get("text", type=Text).insert(0, "A1 ")
+        await b.wait_for(lambda: "A1" in text_of(b.doc))
+        redis_server.stop()
+        await eventually(lambda: not relay_of(one).up and not relay_of(two).up)
+        a.doc.get("text", type=Text).insert(0, "A2 ")
+        b.doc.get("text", type=Text).insert(0, "B2 ")
+        await a.wait_saved()  # both keep logging while Redis is down
+        await b.wait_saved()
+        await redis_server.start()
+        await a.wait_for(lambda: "B2" in text_of(a.doc), timeout=15)
+        await b.wait_for(lambda: "A2" in text_of(b.doc), timeout=15)
+        assert text_of(a.doc) == text_of(b.doc)
+        entries = await one.store.entries("outage")
+        assert len(entries) == 3
+        assert text_of(replay(None, entries)) == text_of(a.doc)
+        assert a.connected and b.connected
+        assert relay_of(one).stats.resyncs >= 1 and relay_of(two).stats.resyncs >= 1
