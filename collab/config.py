@@ -241,6 +241,20 @@ class Config:
         1000, "deliveries waiting per URL; when full the oldest is dropped"
     )
 
+    # Operations: /metrics, /healthz, /readyz, logs (docs/operations.md)
+    log_format: Literal["text", "json"] = setting(
+        "text", "log lines as text for people, or one JSON object per line"
+    )
+    #: Each check (the store, Redis) gets this long; a slower answer counts as a failure.
+    readiness_timeout: float = setting(2.0, "seconds one /readyz check may take before it fails")
+    #: Set by `collab serve --workers N` for its workers; empty: this process reports alone.
+    metrics_dir: str = setting(
+        "", "directory where worker processes share their metrics (empty: one process)"
+    )
+    metrics_interval: float = setting(
+        1.0, "seconds between two writes of this process's metrics into metrics_dir"
+    )
+
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (the value is frozen)."""
         return dataclasses.replace(self, **changes)

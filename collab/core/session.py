@@ -131,6 +131,11 @@ class Session:
         self._slot = slot
 
     @property
+    def _log_extra(self) -> dict[str, str]:
+        # Fields of the log record: JSON logs (--log-format json) show them as keys.
+        return {"doc": self.name, "connection": self.id}
+
+    @property
     def closed(self) -> bool:
         """True once the session closed its transport (or the transport ended)."""
         return self._closed is not None
@@ -147,7 +152,9 @@ class Session:
         try:
             room = await self._rooms.acquire(self.name)
         except StoreError as exc:
-            log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
+            log.error(
+                "%s: cannot load %r: %s", self.id, self.name, exc.reason, extra=self._log_extra
+            )
             self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
             self.end()  # counted here: the transport does not end a session that never started
             return False
@@ -198,14 +205,23 @@ class Session:
         except CollabError as exc:
             self.fail(exc)
         except Exception:
-            log.exception("closing %s on %r: internal error", self.id, self.name)
+            log.exception(
+                "closing %s on %r: internal error", self.id, self.name, extra=self._log_extra
+            )
             self._close(CloseCode.INTERNAL_ERROR, "")
 
     def fail(self, exc: CollabError) -> None:
         """Close this session because of ``exc`` (its close code, its reason), and log why."""
         if self._closed is not None:
             return
-        log.warning("closing %s on %r: %s (%d)", self.id, self.name, exc.reason, exc.close_code)
+        log.warning(
+            "closing %s on %r: %s (%d)",
+            self.id,
+            self.name,
+            exc.reason,
+            exc.close_code,
+            extra=self._log_extra,
+        )
         self._close(exc.close_code, exc.reason)
 
     def end(self, code: int | None = None, reason: str = "") -> None:
@@ -221,7 +237,14 @@ class Session:
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
-                log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+                log.warning(
+                    "closed %s on %r: %s (%d)",
+                    self.id,
+                    self.name,
+                    reason,
+                    code,
+                    extra=self._log_extra,
+                )
             # A connection that went without a close frame is 1006, as the peer sees it.
             metrics.CONNECTIONS_CLOSED.inc(str(code if code is not None else 1006))
         else:
