@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from collab.config import Config
+from collab.core import metrics
 from collab.core.gate import Gate
 from collab.core.journal import Journal
 from collab.core.observer import DocumentObserver
@@ -142,8 +146,23 @@ async def _open_relay(config: Config) -> AsyncIterator[RoomRelay | None]:
         raise ValueError(
             "--redis-url needs the redis package: pip install 'collab[redis]'"
         ) from exc
+    # Down until it connects (the relay sets it from then on): /metrics shows
+    # collab_redis_up from the start whenever Redis is configured.
+    metrics.REDIS_UP.set(0)
     async with RedisRelay(config) as relay:
         yield relay
+
+
+@typing.runtime_checkable
+class _Pinged(Protocol):
+    """A relay that can tell whether its broker answers (the Redis one)."""
+
+    async def ping(self) -> bool: ...
+
+
+async def _redis_ready(relay: _Pinged) -> None:
+    if not await relay.ping():
+        raise ConnectionError("Redis does not answer")
 
 
 @contextlib.asynccontextmanager
@@ -199,6 +218,8 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
                 shared_metrics=shared_metrics,
             )
             runtime.readiness.append(("store", runtime.store_ready))
+            if isinstance(relay, _Pinged):
+                runtime.readiness.append(("redis", functools.partial(_redis_ready, relay)))
             for route in health.routes(runtime.readiness, config.readiness_timeout):
                 router.add(route)
             router.add(metrics_http.route(runtime.shared_metrics))

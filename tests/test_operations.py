@@ -25,9 +25,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from collab.client import Client, connect
 from collab.config import Config
 from tests.conftest import ServeKind
+from tests.redis_fixtures import RedisServer, redis_server
 from tests.serverproc import ServerProcess, free_port
 from tests.servers import RunningServer
 from tests.store_fixtures import PG_ADMIN_URL, _admin, require_postgres
+
+__all__ = ["redis_server"]
 
 Samples = dict[str, float]
 
@@ -191,6 +194,55 @@ async def test_readyz_is_503_while_the_database_refuses_and_200_when_it_is_back(
             await until(back)
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+async def test_readyz_and_redis_up_follow_redis_going_and_coming_back(
+    serve_kind: ServeKind, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = Config(
+        port=0,
+        db_url=f"sqlite:///{tmp_path / 'collab.db'}",
+        ping_interval=None,
+        redis_url=redis_server.url,
+        readiness_timeout=2.0,
+    )
+    async with serve_kind(config) as server, httpx.AsyncClient() as http:
+        ready = f"http://127.0.0.1:{server.port}/readyz"
+
+        async def answers(status: int, redis_up: float) -> bool:
+            samples = await scrape(server.port)
+            return (await http.get(ready)).status_code == status and (
+                samples.get("collab_redis_up") == redis_up
+            )
+
+        await until(lambda: answers(200, 1))
+        assert (await http.get(ready)).json() == {
+            "status": "ready",
+            "checks": {"store": "ok", "redis": "ok"},
+        }
+
+        redis_server.stop()
+        await until(lambda: answers(503, 0))
+        assert (await http.get(ready)).json() == {
+            "status": "unready",
+            "failed": ["redis"],
+            "checks": {"store": "ok", "redis": "failed"},
+        }
+
+        await redis_server.start()
+        await until(lambda: answers(200, 1), timeout=20)
+
+
+async def test_without_redis_there_is_no_redis_up(tmp_path: Path) -> None:
+    # A process of its own: the gauge is global to a process, and other tests set it.
+    server = ServerProcess(f"sqlite:///{tmp_path / 'collab.db'}", free_port(), tmp_path / "log")
+    await server.start()
+    try:
+        samples = await scrape(server.port)
+    finally:
+        server.kill()
+    assert "collab_redis_up" not in samples
+    assert samples["collab_redis_published_total"] == 0
 
 
 async def test_json_logs_are_one_object_per_line_with_doc_and_connection(
