@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from collab.config import Config
+from collab.core import deletion
 from collab.core.gate import Gate
 from collab.core.journal import Journal
 from collab.core.observer import DocumentObserver
@@ -59,6 +60,15 @@ class Runtime:
     observer: DocumentObserver | None = None
     #: What joins this process to the others (``--redis-url``), if anything.
     relay: RoomRelay | None = None
+
+    async def delete_document(self, doc: str) -> bool:
+        """Delete ``doc`` (``DELETE /api/docs/{doc}``): its editors are closed with 4404,
+        the store keeps only its tombstone, and watchers are told once that is durable.
+        ``False`` when there was no such document."""
+        if not await deletion.delete_document(self.rooms, self.store, doc):
+            return False
+        self.document_deleted(doc)
+        return True
 
     def document_deleted(self, doc: str) -> None:
         """Tell whoever watches documents (webhooks: ``document.deleted``) that ``doc``
@@ -167,7 +177,10 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             )
             if webhooks is not None:
                 webhooks.text_of = runtime.text_of
+            watcher = deletion.DeletionWatcher(rooms, the_store, config)
+            await watcher.start()
             runtime.tasks = [
+                asyncio.create_task(watcher.run(), name="collab deletions"),
                 asyncio.create_task(runtime._tick(), name="collab tick"),
                 asyncio.create_task(runtime._thin_history(), name="collab retention"),
             ]

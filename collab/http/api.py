@@ -13,6 +13,7 @@ document name and may hold ``/`` (``/api/docs/team-a/notes/text``). The routes
     GET /api/docs/{doc}/diff?from=VERSION|TIME[&to=VERSION|TIME]
     GET /api/docs/{doc}/export?format=txt|md|json[&at=...][&all_history=1]
     GET /api/docs/{doc}/attribution[?at=...]
+    DELETE /api/docs/{doc}          (needs admin; see :func:`delete_route`)
 
 ``TIME`` is ISO-8601 (UTC when it has no zone); ``to`` and ``at`` default to now.
 The module knows the :class:`~collab.store.Store` protocol, never a live room.
@@ -25,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from collab.config import Config
-from collab.errors import InvalidRequest, NotFound
+from collab.errors import InvalidRequest, NotFound, UnknownDocument
 from collab.history import versions as history
 from collab.history.export import export
 from collab.http.messages import HttpRequest, HttpResponse, json_response
@@ -33,7 +34,7 @@ from collab.http.router import Route, prefix
 from collab.names import parse_path
 from collab.store import Store
 
-__all__ = ["attachment", "respond", "route"]
+__all__ = ["attachment", "delete_route", "respond", "route"]
 
 _PREFIX = "/api/"
 
@@ -147,6 +148,26 @@ async def respond(store: Store, config: Config, path: str, query: dict[str, str]
         raise NotFound(f"no API endpoint {path}")
     doc = parse_path("/" + "/".join(parts[1:-1]), config)
     return await _ROUTES[parts[-1]](store, config, doc, query)
+
+
+def delete_route(config: Config, delete: Callable[[str], Awaitable[bool]]) -> Route:
+    """``DELETE /api/docs/{doc}``: ``delete(doc)`` (the runtime's: editors closed with 4404,
+    the document and its history gone, a tombstone kept), answered ``200 {"deleted": doc}``,
+    or 404 when there is no such document. The route needs ``admin``."""
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        rest = request.path[len(_DOCS) :].strip("/")
+        if not rest:
+            raise NotFound("DELETE needs a document: /api/docs/{doc}")
+        doc = parse_path("/" + rest, config)
+        if not await delete(doc):
+            raise UnknownDocument(f"no document named {doc!r}")
+        return json_response({"deleted": doc})
+
+    return Route(prefix(_DOCS), frozenset({"DELETE"}), handler, needs="admin")
+
+
+_DOCS = "/api/docs/"
 
 
 def route(store: Store, config: Config) -> Route:

@@ -21,6 +21,9 @@
 //   {"cmd": "wait_awareness", "key": k, "value": v, "timeout": ms}  (some other peer's state[k] == v)
 //   {"cmd": "seen"}        -> {"types": [message types received, in order, deduplicated],
 //                             "logged": [every console.error / console.warn line]}
+//   {"cmd": "closes"}      -> {"closes": [[code, reason], ...]} every close the socket saw
+//   {"cmd": "wait_close", "code": c, "count": n, "timeout": ms}  until n closes with code c
+//   {"cmd": "disconnect"} / {"cmd": "connect"}    the provider's own disconnect()/connect()
 //   {"cmd": "close"}                              -> replies, then exits
 
 import * as readline from 'node:readline'
@@ -38,6 +41,8 @@ if (!serverUrl || !docName) {
 // server sent it nothing it does not understand (y-websocket logs unknown message types).
 const seenTypes = []
 const logged = []
+const closes = []  // [code, reason] of every close event, in order
+const closeWaiters = new Set()
 for (const level of ['error', 'warn']) {
   const original = console[level]
   console[level] = (...args) => { logged.push(args.map(String).join(' ')); original(...args) }
@@ -54,6 +59,10 @@ class RecordingWebSocket extends WebSocket {
         if (bytes[i] < 0x80) break
       }
       if (!seenTypes.includes(type)) seenTypes.push(type)
+    })
+    this.addEventListener('close', (event) => {
+      closes.push([event.code, event.reason])
+      for (const waiter of closeWaiters) waiter()
     })
   }
 }
@@ -129,6 +138,22 @@ const handlers = {
     return { states: statesObject() }
   },
   seen: async () => ({ types: seenTypes, logged }),
+  closes: async () => ({ closes }),
+  wait_close: async ({ code, count = 1, timeout = 5000 }) => {
+    const check = () => closes.filter(([c]) => c === code).length >= count
+    await new Promise((resolve, reject) => {
+      if (check()) return resolve()
+      const waiter = () => { if (check()) { closeWaiters.delete(waiter); clearTimeout(timer); resolve() } }
+      const timer = setTimeout(() => {
+        closeWaiters.delete(waiter)
+        reject(new Error(`timeout; closes: ${JSON.stringify(closes)}`))
+      }, timeout)
+      closeWaiters.add(waiter)
+    })
+    return { closes }
+  },
+  disconnect: async () => { provider.disconnect(); return {} },
+  connect: async () => { provider.connect(); return {} },
   close: async () => {
     provider.destroy()
     doc.destroy()
