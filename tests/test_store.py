@@ -217,6 +217,34 @@ async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_works(
+    tmp_path: Path,
+) -> None:
+    """The SQLite append path (plain sqlite3, collab.store.sqlite_append) rolls back whole."""
+    path = tmp_path / "f.db"
+    store = SqlStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.append([entry("a", b"1"), entry("b", b"1")]) == [1, 1]
+        # Another writer left a row where b's next entry goes: that insert must fail.
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "INSERT INTO updates (doc_id, seq, at, client, data) "
+                "SELECT id, 2, 0, 'x', x'00' FROM documents WHERE name = 'b'"
+            )
+        with pytest.raises(StoreError):
+            await store.append([entry("a", b"2"), entry("b", b"2")], snapshots={"a": b"S"})
+        # Nothing of the failed batch stayed: not a's entry, its snapshot, nor the counters.
+        assert [e.update for e in await store.entries("a")] == [b"1"]
+        assert (await store.load("a")).snapshot is None
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM updates WHERE client = 'x'")
+        assert await store.append([entry("b", b"2"), entry("a", b"2")]) == [2, 2]
+        assert [e.update for e in await store.entries("b")] == [b"1", b"2"]
+    finally:
+        await store.close()
+
+
 async def test_database_failures_become_store_errors(tmp_path: Path) -> None:
     unreachable = SqlStore("postgresql://postgres@127.0.0.1:1/test")
     with pytest.raises(StoreError) as caught:
