@@ -25,7 +25,9 @@ from collab.wire.vectors import decode_state_vector, encode_state_vector
 from tests.conftest import ServeKind, eventually
 from tests.interop.node_peer import NodePeer
 from tests.servers import RunningServer
+from tests.test_auth import SECRET, token
 from tests.test_migrations import collab
+from tests.webhook_receiver import receiver
 
 
 def text_doc(content: str, client_id: int | None = None) -> Doc[Any]:
@@ -96,7 +98,7 @@ async def delete_with(how: str, server: RunningServer, doc: str) -> None:
         assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("how", ["cli"])
+@pytest.mark.parametrize("how", ["api", "cli"])
 async def test_an_old_client_cannot_bring_a_deleted_document_back(
     how: str, config: Config, serve_kind: ServeKind, tmp_path: Path
 ) -> None:
@@ -145,3 +147,85 @@ async def eventually_stored(server: RunningServer, doc: str, text: str) -> None:
             except Exception:
                 pass
             await asyncio.sleep(0.05)
+
+
+async def test_delete_closes_editors_removes_history_and_tells_the_webhooks(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with receiver() as hook:
+        settings = config.replace(webhook_url=(hook.url,), webhook_secret="s", commit_interval=0.01)
+        async with serve_kind(settings) as server:
+            url = f"ws://127.0.0.1:{server.port}"
+            async with NodePeer(url, "team/plan") as alice, NodePeer(url, "team/plan") as bob:
+                await alice.wait_synced()
+                await bob.wait_synced()
+                await alice.insert(0, "plan")
+                await bob.wait_text("plan")
+                await eventually_stored(server, "team/plan", "plan")
+                async with api(server) as http:
+                    assert (await http.get("/api/docs/team/plan/versions")).status_code == 200
+                    reply = await http.delete("/api/docs/team/plan")
+                    assert reply.status_code == 200, reply.text
+                    await alice.wait_close(4404)
+                    await bob.wait_close(4404)
+                    assert (await http.get("/api/docs/team/plan/versions")).status_code == 404
+                    missing = await http.delete("/api/docs/team/plan")
+                    assert missing.status_code == 404
+                    assert "no document" in missing.json()["error"]
+                    assert (await http.delete("/api/docs/never-was")).status_code == 404
+                    listed = (await http.get("/api/docs")).json()["docs"]
+                    assert "team/plan" not in [d["name"] for d in listed]
+                await alice.disconnect()
+                await bob.disconnect()
+            assert await server.store.document("team/plan") is None
+            assert await server.store.entries("team/plan") == []
+            assert await server.store.snapshot_before("team/plan", 10**9) is None
+            [tombstone] = [t for t in await server.store.tombstones() if t.doc == "team/plan"]
+            assert decode_state_vector(tombstone.state_vector)
+            await hook.wait_for(lambda: hook.events("document.deleted"))
+    [deleted] = hook.events("document.deleted")
+    assert deleted["doc"] == "team/plan"
+
+
+async def test_delete_needs_an_admin_token_for_the_document(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with serve_kind(config.replace(auth_secret=SECRET, commit_interval=0.01)) as server:
+        url = f"ws://127.0.0.1:{server.port}"
+        async with NodePeer(url, "secret", params={"token": token("secret")}) as editor:
+            await editor.wait_synced()
+            await editor.insert(0, "keep me")
+            await eventually_stored(server, "secret", "keep me")
+            async with api(server) as http:
+                refusals = {
+                    "none": await http.delete("/api/docs/secret"),
+                    "write": await http.delete(
+                        "/api/docs/secret", headers=bearer(token("secret", "write"))
+                    ),
+                    "other": await http.delete(
+                        "/api/docs/secret", headers=bearer(token("other", "admin"))
+                    ),
+                }
+                assert {k: r.status_code for k, r in refusals.items()} == {
+                    "none": 401,
+                    "write": 403,
+                    "other": 403,
+                }
+                assert await stored_text(server, "secret") == "keep me"
+                assert not [c for c, _ in await editor.closes() if c == 4404]
+                allowed = await http.delete(
+                    "/api/docs/secret", headers=bearer(token("secret", "admin"))
+                )
+                assert allowed.status_code == 200, allowed.text
+                await editor.wait_close(4404)
+                await editor.disconnect()
+                gone = await http.delete(
+                    "/api/docs/secret", headers=bearer(token("team-*", "admin"))
+                )
+                assert gone.status_code == 403  # a prefix token covers only its prefix
+                gone = await http.delete("/api/docs/secret", headers=bearer(token("*", "admin")))
+                assert gone.status_code == 404
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
