@@ -66,8 +66,13 @@ class Listener:
         if sock is not None:
             self._server = await loop.create_server(self._connection, sock=sock)
         else:
+            # A worker of `collab serve --workers N` shares the port with its siblings;
+            # the kernel spreads connections over them.
             self._server = await loop.create_server(
-                self._connection, self.config.host, self.config.port
+                self._connection,
+                self.config.host,
+                self.config.port,
+                reuse_port=self.config.worker_index is not None,
             )
 
     @property
@@ -283,6 +288,8 @@ class _Connection(asyncio.Protocol):
             (b"date", formatdate(usegmt=True).encode()),
         ]
         headers += [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        if self.listener.config.worker_index is not None:
+            headers.append((b"x-collab-worker", str(self.listener.config.worker_index).encode()))
         if response.stream is None and "content-length" not in (
             k.lower() for k in response.headers
         ):
@@ -349,6 +356,8 @@ class _Connection(asyncio.Protocol):
         )
         response = handshake.accept(request)
         response.headers["Server"] = "collab"
+        if self.listener.config.worker_index is not None:
+            response.headers["X-Collab-Worker"] = str(self.listener.config.worker_index)
         handshake.send_response(response)
         assert self._transport is not None
         for data in handshake.data_to_send():
