@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import importlib
 import json
 import logging
@@ -392,10 +393,44 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: ``time`` (UTC, ISO 8601), ``level``,
+    ``logger``, ``message``, then ``doc`` and ``connection`` when the record is about
+    one (the session passes them as ``extra=``), and ``exception`` (the traceback as
+    text) when there is one. Usable in any logging config:
+    ``logging.StreamHandler().setFormatter(collab.cli.JsonFormatter())``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _LOG_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            out["exception"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+#: Record attributes that JSON log lines carry when a log call passed them (``extra=``).
+_LOG_FIELDS = ("doc", "connection")
+
+
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     if level != "debug":
         # websockets logs every connection opening and closing at INFO, and Alembic its
         # settings at every start; collab logs what matters (collab.store: what was migrated).
@@ -413,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     try:
         if args.command == "serve":
-            _configure_logging(args.log_level)
+            _configure_logging(args.log_level, config.log_format)
             # Imported here: the server pulls in websockets, which the history tools do not need.
             importlib.import_module("collab.server").run(config)
             return

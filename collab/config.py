@@ -76,6 +76,37 @@ class Config:
         32 * MiB, "bytes buffered for one editor before it is closed with 1013"
     )
 
+    # Limits (collab.policy.limits; docs/security.md). ``none`` turns one off.
+    #: Every connection counts: editors, HTTP fallback sessions, signaling peers.
+    max_connections: int | None = setting(
+        10_000, "connections open at once, in all (more: 503 at the handshake)"
+    )
+    max_connections_per_doc: int | None = setting(
+        1_000, "editors of one document at once (more: 503 at the handshake)"
+    )
+    #: An office behind one NAT address shares it; the bench and tests from 127.0.0.1 too.
+    max_connections_per_ip: int | None = setting(
+        200, "connections from one client IP at once (more: 429 at the handshake)"
+    )
+    #: A fast typist sends ~15 keystrokes/s, key repeat ~30/s, each an update plus an
+    #: awareness (cursor) message: ~60 messages/s; a paste is one message.
+    messages_per_second: float = setting(
+        200.0, "messages per second one editor may send, sustained (faster: 1008)"
+    )
+    #: A reconnect (step 1, step 2, awareness) or a script's burst of small transactions.
+    message_burst: int = setting(1_000, "burst of messages one editor may send above the rate")
+    #: Measured as the document's state plus the incoming update's length (an upper
+    #: bound of the state after it), so checking costs an addition per update.
+    max_doc_bytes: int | None = setting(
+        64 * MiB, "largest document state, in bytes (an update that would pass it: 4413)"
+    )
+    #: Like uvicorn's --forwarded-allow-ips; empty trusts no header.
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (),
+        "proxy addresses or networks (or *) whose X-Forwarded-For names the client IP "
+        "(repeatable; as a variable: comma-separated)",
+    )
+
     # HTTP fallback (server-sent events + POST, for networks that refuse WebSocket upgrades)
     fallback_session_idle_seconds: float = setting(
         30.0, "seconds an HTTP fallback session lives with no event stream and no request"
@@ -194,6 +225,20 @@ class Config:
     )
     webhook_queue_size: int = setting(
         1000, "deliveries waiting per URL; when full the oldest is dropped"
+    )
+
+    # Operations: /metrics, /healthz, /readyz, logs (docs/operations.md)
+    log_format: Literal["text", "json"] = setting(
+        "text", "log lines as text for people, or one JSON object per line"
+    )
+    #: Each check (the store, Redis) gets this long; a slower answer counts as a failure.
+    readiness_timeout: float = setting(2.0, "seconds one /readyz check may take before it fails")
+    #: Set by `collab serve --workers N` for its workers; empty: this process reports alone.
+    metrics_dir: str = setting(
+        "", "directory where worker processes share their metrics (empty: one process)"
+    )
+    metrics_interval: float = setting(
+        1.0, "seconds between two writes of this process's metrics into metrics_dir"
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -25,10 +25,16 @@ sensitive.
     ├── Forbidden            a read-only editor tried     4403   403
     │                        to write, or a signaling peer
     │                        asked for a topic it may not see
-    ├── LimitExceeded        a signaling peer passed a    1008   429
-    │                        bound: topics, messages/second
+    ├── LimitExceeded        a connection passed a bound: 1008   429
+    │                        messages/second, signaling topics
     ├── SlowConsumer         an editor's outbox           1013   503
     │                        overflowed
+    ├── ServerBusy           too many connections, in all 1013   503
+    │                        or on one document (handshake)
+    ├── TooManyConnections   too many connections from    1008   429
+    │                        one client IP (handshake)
+    ├── DocumentTooLarge     an update would grow the     4413   413
+    │                        document past max_doc_bytes
     ├── SessionExpired       an HTTP fallback session     4408   404
     │                        that no longer exists
     ├── StoreError           the database failed; never   1013   503
@@ -64,6 +70,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the client could not keep up; it resyncs on return
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
+    TOO_LARGE = 4413  # the document would pass max_doc_bytes: do not resend the same update
     TIMEOUT = 4408
 
 
@@ -129,8 +136,9 @@ class Forbidden(CollabError):
 
 
 class LimitExceeded(CollabError):
-    """A signaling peer passed one of its bounds: too many topics, or too many
-    messages per second (``Config.signal_*``). Only that connection is closed."""
+    """A connection passed one of its bounds: too many messages per second (an
+    editor: ``messages_per_second``; room events and signaling: their own rates), or
+    too many signaling topics (``Config.signal_*``). Only that connection is closed."""
 
     close_code = CloseCode.POLICY_VIOLATION
     http_status = 429
@@ -145,6 +153,35 @@ class SlowConsumer(CollabError):
 
     close_code = CloseCode.TRY_AGAIN_LATER
     http_status = 503
+
+
+class ServerBusy(CollabError):
+    """A handshake refused because the server (``max_connections``) or the document
+    (``max_connections_per_doc``) has as many connections as it admits. Transient:
+    a client retries with backoff."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
+
+
+class TooManyConnections(CollabError):
+    """A handshake refused because its client IP already holds
+    ``max_connections_per_ip`` connections. The others from that IP carry on."""
+
+    close_code = CloseCode.POLICY_VIOLATION
+    http_status = 429
+
+
+class DocumentTooLarge(CollabError):
+    """An update that would grow a document's state past ``max_doc_bytes``.
+
+    Raised by the room *before* the update touches the document, so the document
+    stays as it was, in memory and in the store. Permanent (4413): resending the
+    same update fails the same way.
+    """
+
+    close_code = CloseCode.TOO_LARGE
+    http_status = 413
 
 
 class SessionExpired(CollabError):

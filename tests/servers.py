@@ -21,6 +21,7 @@ from collab.asgi import create_app
 from collab.config import Config
 from collab.core.journal import Journal
 from collab.core.rooms import Rooms
+from collab.runtime import Runtime
 from collab.server import serve as serve_native
 from collab.store import Store
 from collab.transports.asgi import CollabApp
@@ -41,6 +42,8 @@ class RunningServer(Protocol):
     def rooms(self) -> Rooms: ...
     @property
     def connections(self) -> int: ...
+    @property
+    def runtime(self) -> Runtime: ...
 
 
 class AsgiServer:
@@ -74,6 +77,10 @@ class AsgiServer:
     def connections(self) -> int:
         return self.app.connections
 
+    @property
+    def runtime(self) -> Runtime:
+        return self.app.runtime
+
 
 def uvicorn_config(app: CollabApp, port: int = 0) -> uvicorn.Config:
     """uvicorn settings that match ``app.config`` (docs/asgi.md gives the same)."""
@@ -90,6 +97,9 @@ def uvicorn_config(app: CollabApp, port: int = 0) -> uvicorn.Config:
         ws_per_message_deflate=False,  # as collab serve: Yjs updates are small binary deltas
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,
+        # collab reads X-Forwarded-For itself, from config.forwarded_allow_ips only
+        # (uvicorn's own reading trusts 127.0.0.1 by default; docs/asgi.md).
+        proxy_headers=False,
         # Open responses (HTTP fallback event streams) hold uvicorn's shutdown until they
         # end; they are cut after this, then the lifespan shutdown closes their sessions.
         timeout_graceful_shutdown=max(1, round(config.close_timeout)),

@@ -239,6 +239,37 @@ async def test_a_store_written_before_alembic_is_upgraded_in_place(
     assert f"stamped the pre-Alembic tables as {schema.BASELINE}" in caplog.text
 
 
+async def test_a_store_at_the_baseline_revision_gets_tombstones_and_keeps_its_data(
+    v1: Database,
+) -> None:
+    """0001 -> 0002 on real data: the v1 fixture stamped 0001, then upgraded to head."""
+
+    def to_baseline(conn: sa.Connection) -> None:
+        command.stamp(schema.alembic_config(conn), schema.BASELINE)
+
+    await v1.run(to_baseline)
+    assert await v1.revision() == schema.BASELINE
+    done = collab("migrate", "--db", v1.url)
+    assert done.returncode == 0, done.stderr
+    assert "applied 0002 (tombstones: the final state vector of every deleted document)" in (
+        done.stdout
+    )
+    assert await v1.schema_version() == 2
+    store = SqlStore(v1.url, auto_migrate=False)
+    await store.open()
+    try:
+        await assert_holds_the_v1_documents(store, v1.oracle)
+        name = sorted(v1.oracle)[0]
+        assert await store.delete(name, state_vector=b"\x01\x05\x02")
+        assert [(t.doc, t.state_vector) for t in await store.tombstones()] == [
+            (name, b"\x01\x05\x02")
+        ]
+        rest = {k: v for k, v in v1.oracle.items() if k != name}
+        await assert_holds_the_v1_documents(store, rest)
+    finally:
+        await store.close()
+
+
 async def test_collab_migrate_upgrades_a_store_written_before_alembic(v1: Database) -> None:
     before = await v1.contents()
     check = collab("migrate", "--check", "--db", v1.url)

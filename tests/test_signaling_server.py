@@ -22,7 +22,7 @@ from collab.config import Config
 from collab.core.gate import DocumentEntry, Gate, SignalingEntry
 from collab.core.signaling import Hub
 from tests.conftest import ServeKind, eventually
-from tests.servers import AsgiServer, RunningServer
+from tests.servers import RunningServer
 
 
 def signal_url(server: RunningServer) -> str:
@@ -36,9 +36,7 @@ def connect(server: RunningServer) -> Any:
 
 
 def gate_of(server: RunningServer) -> Gate:
-    if isinstance(server, AsgiServer):
-        return server.app.runtime.gate
-    return server.runtime.gate  # type: ignore[attr-defined,no-any-return]
+    return server.runtime.gate
 
 
 def hub_of(server: RunningServer) -> Hub:

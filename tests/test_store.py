@@ -129,6 +129,30 @@ async def test_delete_removes_log_snapshots_and_name(store: Store, prefix: str) 
     assert await store.append([entry(doc, b"again")]) == [1]  # a new document starts over
 
 
+async def test_a_deletion_with_a_state_vector_leaves_a_tombstone(store: Store, prefix: str) -> None:
+    doc, other = f"{prefix}-t", f"{prefix}-u"
+    start = max([t.id for t in await store.tombstones()], default=0)
+    await store.append([entry(doc, b"1"), entry(other, b"2")])
+    assert await store.delete(doc, state_vector=b"\x01\x07\x03") is True
+    assert await store.delete(other) is True  # no state vector: forgotten entirely
+    assert await store.delete(doc, state_vector=b"\x00") is False  # nothing to delete
+    found = [t for t in await store.tombstones(start) if t.doc.startswith(prefix)]
+    assert [(t.doc, t.state_vector) for t in found] == [(doc, b"\x01\x07\x03")]
+    assert await store.tombstones(found[0].id) == [
+        t for t in await store.tombstones(found[0].id) if t.id > found[0].id
+    ]
+    assert not [t for t in await store.tombstones(found[0].id) if t.doc.startswith(prefix)]
+    # The name's next incarnation loads empty, knowing what the deleted one held.
+    await store.append([entry(doc, b"new")])
+    await store.delete(doc, state_vector=b"\x01\x09\x01")
+    await store.append([entry(doc, b"newer")])
+    loaded = await store.load(doc)
+    assert [e.update for e in loaded.entries] == [b"newer"]
+    assert [t.state_vector for t in loaded.tombstones] == [b"\x01\x07\x03", b"\x01\x09\x01"]
+    assert loaded.incarnation == loaded.tombstones[-1].id > found[0].id
+    assert (await store.load(other)).tombstones == ()
+
+
 async def test_unicode_names_and_binary_data_round_trip(store: Store, prefix: str) -> None:
     doc = f"{prefix}-é漢字🙂"
     data = bytes(range(256)) * 4
@@ -191,6 +215,34 @@ async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_works(
+    tmp_path: Path,
+) -> None:
+    """The SQLite append path (plain sqlite3, collab.store.sqlite_append) rolls back whole."""
+    path = tmp_path / "f.db"
+    store = SqlStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.append([entry("a", b"1"), entry("b", b"1")]) == [1, 1]
+        # Another writer left a row where b's next entry goes: that insert must fail.
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "INSERT INTO updates (doc_id, seq, at, client, data) "
+                "SELECT id, 2, 0, 'x', x'00' FROM documents WHERE name = 'b'"
+            )
+        with pytest.raises(StoreError):
+            await store.append([entry("a", b"2"), entry("b", b"2")], snapshots={"a": b"S"})
+        # Nothing of the failed batch stayed: not a's entry, its snapshot, nor the counters.
+        assert [e.update for e in await store.entries("a")] == [b"1"]
+        assert (await store.load("a")).snapshot is None
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM updates WHERE client = 'x'")
+        assert await store.append([entry("b", b"2"), entry("a", b"2")]) == [2, 2]
+        assert [e.update for e in await store.entries("b")] == [b"1", b"2"]
+    finally:
+        await store.close()
 
 
 async def test_database_failures_become_store_errors(tmp_path: Path) -> None:

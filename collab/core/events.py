@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from collab.config import Config
-from collab.core.signaling import TokenBucket
 from collab.errors import InvalidPayload, LimitExceeded, MessageTooBig, ProtocolError
+from collab.policy.limits import TokenBucket
 from collab.wire import protocol
 from collab.wire.protocol import Event
 from collab.wire.signaling import MAX_DEPTH, strict_json

@@ -11,11 +11,19 @@ refused handshake writes nothing to the store and creates no document. An
 admitted request becomes an :class:`Entry`, started once the transport has
 completed the handshake.
 
+Admission also takes the connection's place in the connection limits
+(:class:`~collab.policy.limits.ConnectionCounts`: in all, per document, per client
+IP, the IP read from ``X-Forwarded-For`` only behind a trusted proxy). The place
+is held until the session ends; a transport that admitted an upgrade and then
+does not start it (the handshake failed, the client went) must call
+:meth:`Entry.abandon`, or the place would be lost.
+
 Authentication and origin checks (the security policy) belong here, once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,7 +34,9 @@ from collab.core.events import EVENTS_PARAM
 from collab.core.rooms import Rooms
 from collab.core.session import Identity, Session, Transport
 from collab.core.signaling import Hub, SignalingPeer, TextTransport, TopicCheck, every_topic
+from collab.errors import CollabError
 from collab.names import parse_path
+from collab.policy.limits import ConnectionCounts, Slot, TrustedProxies
 
 __all__ = [
     "SAVED_PARAM",
@@ -44,6 +54,8 @@ SAVED_PARAM = "saved"
 
 #: The reserved name of the WebRTC signaling endpoint: ``ws://host:port/signal``.
 SIGNAL_NAME = "signal"
+
+log = logging.getLogger("collab.gate")
 
 
 class Receiver(Protocol):
@@ -69,7 +81,18 @@ class Entry(Protocol):
         """The largest message this entry accepts (the transport may enforce it early)."""
 
     async def start(self, transport: Connection) -> Receiver | None:
-        """Open on ``transport``; ``None`` when it could not (the transport is closed)."""
+        """Open on ``transport``; ``None`` when it could not (the transport is closed).
+
+        From this call on the entry's connection slot is the session's: it is
+        released when the receiver ends, or here when it could not open.
+        """
+
+    def abandon(self) -> None:
+        """The transport will not :meth:`start` this entry: release its connection slot.
+
+        Call it on every path where an admitted upgrade is not started; harmless
+        if called twice, wrong after :meth:`start`.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,8 @@ class DocumentEntry:
     wants_acks: bool
     identity: Identity
     wants_events: bool = False
+    #: Its place in the connection limits, released when the session ends.
+    slot: Slot | None = None
 
     @property
     def max_message_size(self) -> int:
@@ -96,8 +121,18 @@ class DocumentEntry:
             wants_acks=self.wants_acks,
             wants_events=self.wants_events,
             identity=self.identity,
+            slot=self.slot,
         )
-        return session if await session.start() else None
+        try:
+            started = await session.start()
+        except BaseException:  # cancelled while the document loaded: the slot goes too
+            session.end()
+            raise
+        return session if started else None
+
+    def abandon(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +141,60 @@ class SignalingEntry:
 
     hub: Hub
     may_subscribe: TopicCheck
+    #: Its place in the connection limits, released when the peer ends.
+    slot: Slot | None = None
 
     @property
     def max_message_size(self) -> int:
         return self.hub.config.signal_max_message_size
 
-    async def start(self, transport: TextTransport) -> SignalingPeer:
-        return self.hub.join(transport, self.may_subscribe)
+    async def start(self, transport: TextTransport) -> Receiver:
+        peer = self.hub.join(transport, self.may_subscribe)
+        return peer if self.slot is None else _Releasing(peer, self.slot)
+
+    def abandon(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+
+
+class _Releasing:
+    """A signaling peer that gives its connection slot back when it ends."""
+
+    __slots__ = ("_peer", "_slot")
+
+    def __init__(self, peer: SignalingPeer, slot: Slot) -> None:
+        self._peer = peer
+        self._slot = slot
+
+    def receive(self, data: bytes | str) -> None:
+        self._peer.receive(data)
+
+    def end(self, code: int | None = None, reason: str = "") -> None:
+        try:
+            self._peer.end(code, reason)
+        finally:
+            self._slot.release()
 
 
 class Gate:
     """Admits WebSocket upgrades for one server (native or ASGI).
 
     ``signaling`` is the server's topic hub (one is made when none is given).
+
+    Raises:
+        ValueError: ``config.forwarded_allow_ips`` holds something that is not an
+            address, a network or ``*``.
     """
 
     def __init__(self, rooms: Rooms, config: Config, signaling: Hub | None = None) -> None:
         self.rooms = rooms
         self.config = config
         self.signaling = signaling if signaling is not None else Hub(config)
+        #: Open connections against their limits (this process's; docs/security.md).
+        self.connections = ConnectionCounts(
+            config.max_connections, config.max_connections_per_doc, config.max_connections_per_ip
+        )
+        self.proxies = TrustedProxies(config.forwarded_allow_ips)
 
     def admit(
         self, path: str, query_string: str, headers: Mapping[str, str], client: str = ""
@@ -134,8 +204,13 @@ class Gate:
         ``headers`` has lower-case names; ``client`` is the peer's address as the
         transport saw it (``"host:port"``, or ``""`` when unknown).
 
+        The admitted entry holds a connection slot: the transport starts it, or
+        abandons it (:meth:`Entry.abandon`).
+
         Raises:
-            CollabError: the request is refused (its ``http_status``, its reason).
+            CollabError: the request is refused (its ``http_status``, its reason);
+                over a connection limit: ``ServerBusy`` (503) or
+                ``TooManyConnections`` (429), each logged as one WARNING.
         """
         name = parse_path(path, self.config)
         query = dict(parse_qsl(query_string))
@@ -144,7 +219,10 @@ class Gate:
             # so a token comes as ?token=...; check it here, refuse a bad one with
             # Unauthorized, and give the entry a may_subscribe that admits only the
             # documents the token covers. Until then every document is open.
-            return SignalingEntry(self.signaling, may_subscribe=every_topic)
+            return SignalingEntry(
+                self.signaling, may_subscribe=every_topic, slot=self._slot(None, client, headers)
+            )
+        # The slot is taken last: nothing may refuse the request after it.
         return DocumentEntry(
             name,
             self.rooms,
@@ -152,4 +230,19 @@ class Gate:
             wants_acks=query.get(SAVED_PARAM) in ("1", "true"),
             identity=Identity(),
             wants_events=query.get(EVENTS_PARAM) in ("1", "true"),
+            slot=self._slot(name, client, headers),
         )
+
+    def _slot(self, doc: str | None, client: str, headers: Mapping[str, str]) -> Slot:
+        ip = self.proxies.client_ip(client, headers.get("x-forwarded-for"))
+        try:
+            return self.connections.open(doc, ip)
+        except CollabError as exc:
+            log.warning(
+                "refused a connection from %s (client IP %s) to %s: %s",
+                client or "an unknown peer",
+                ip or "unknown",
+                repr(doc) if doc is not None else "/signal",
+                exc.reason,
+            )
+            raise

@@ -25,7 +25,7 @@ from pycrdt import Doc, TransactionEvent
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
 from collab.core.relay import Relay
-from collab.errors import Forbidden, InvalidPayload, ProtocolError
+from collab.errors import DocumentTooLarge, Forbidden, InvalidPayload, ProtocolError
 from collab.wire import protocol
 from collab.wire.protocol import (
     Auth,
@@ -85,6 +85,13 @@ class Room:
     Call :meth:`join` when an editor arrives, :meth:`receive` for each message it
     sends, and :meth:`leave` when its connection ends. Call :meth:`tick` every
     few seconds so that silent editors' presence expires.
+
+    ``max_bytes`` bounds the document's state (``None``: no bound). ``size`` is an
+    upper bound of the state's encoded length as loaded (the bytes it was rebuilt
+    from). The room keeps that bound by adding each applied update's length, and
+    refuses an update once bound + update would pass ``max_bytes`` *and* so would
+    the exact state (encoded then, and only then) + update: the check is an
+    addition per update until the document comes close to its limit.
     """
 
     def __init__(
@@ -95,9 +102,13 @@ class Room:
         awareness_timeout: float,
         log: Log | None = None,
         clock: Callable[[], float],
+        max_bytes: int | None = None,
+        size: int | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
+        self.max_bytes = max_bytes
+        self._size_bound = size if size is not None else len(doc.get_update())
         self.peers: set[Peer] = set()
         self.awareness = AwarenessTable(awareness_timeout)
         self._log = log
@@ -143,6 +154,8 @@ class Room:
         Raises:
             InvalidPayload: the state vector, update or awareness cannot be decoded.
             Forbidden: a read-only editor sent an update.
+            DocumentTooLarge: the update would grow the state past ``max_bytes``;
+                the document is untouched.
         """
         match message:
             case Update(update):
@@ -200,6 +213,9 @@ class Room:
         metrics.UPDATES_RECEIVED.value += 1
         if peer.read_only:
             raise Forbidden("this connection is read-only")
+        limit = self.max_bytes
+        if limit is not None and self._size_bound + len(update) > limit:
+            self._check_size(len(update), limit)
         self._delta = None
         try:
             with self.doc.transaction(origin=peer):
@@ -207,6 +223,7 @@ class Room:
         except ValueError as exc:
             raise InvalidPayload("invalid update") from exc
         delta, self._delta = self._delta, None
+        self._size_bound += len(update)
         if delta is None:
             # The Doc did not change: a duplicate, or held back (pending) until its
             # dependencies arrive. It is forwarded and logged then, as part of what the
@@ -243,6 +260,14 @@ class Room:
             peer.saved()
         if self.relay is not None:
             self.relay.update(self.name, delta)
+
+    def _check_size(self, incoming: int, limit: int) -> None:
+        # Close to the limit by the running bound: measure the state exactly (this
+        # costs an encoding of the whole document, so only here), and refuse if the
+        # state plus everything the update could add passes the limit.
+        self._size_bound = len(self.doc.get_update())
+        if self._size_bound + incoming > limit:
+            raise DocumentTooLarge(f"the document would grow past {limit} bytes (max_doc_bytes)")
 
     def _ack_when_durable(self, peer: Peer) -> None:
         if self._log is None:
@@ -291,6 +316,7 @@ class Room:
         except ValueError as exc:
             raise InvalidPayload("invalid update from another process") from exc
         delta, self._delta = self._delta, None
+        self._size_bound += len(update)  # checked by the process that accepted it
         if delta is None:
             return
         if delta == _EMPTY_UPDATE:

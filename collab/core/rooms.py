@@ -150,7 +150,17 @@ class Rooms:
     async def _load(self, name: str) -> Room:
         loaded = await self._store.load(name)
         doc = replay(loaded.snapshot, loaded.entries)
-        room = Room(name, doc, awareness_timeout=self._config.awareness_timeout, clock=self._clock)
+        stored = sum(len(entry.update) for entry in loaded.entries)
+        if loaded.snapshot is not None:
+            stored += len(loaded.snapshot.state)
+        room = Room(
+            name,
+            doc,
+            awareness_timeout=self._config.awareness_timeout,
+            clock=self._clock,
+            max_bytes=self._config.max_doc_bytes,
+            size=stored,  # what it was rebuilt from: at least its state's length
+        )
         # A long log since the last snapshot counts toward the next one, so the next
         # load of this document is fast.
         document_log = self._journal.open(

@@ -10,6 +10,10 @@ lives here, once:
 - the message loop: decode, hand to the room, which applies and broadcasts;
 - flow control: a transport whose waiting bytes would pass ``outbox_max_bytes``
   closes this one session with 1013, and the sender is never slowed;
+- the message rate: a token bucket per session (``messages_per_second``, bursts
+  of ``message_burst``); an editor sending faster is closed with 1008;
+- its place in the connection limits (a :class:`~collab.policy.limits.Slot`),
+  given back when the session ends or could not start;
 - durability acknowledgements (``saved`` frames, coalesced per loop turn);
 - typed room events between sessions that asked for them (:mod:`collab.core.events`);
 - the single mapping of errors to close codes, and the one log line that says
@@ -33,7 +37,15 @@ from collab.config import Config
 from collab.core import events, metrics
 from collab.core.room import Room
 from collab.core.rooms import Rooms
-from collab.errors import CloseCode, CollabError, ProtocolError, SlowConsumer, StoreError
+from collab.errors import (
+    CloseCode,
+    CollabError,
+    LimitExceeded,
+    ProtocolError,
+    SlowConsumer,
+    StoreError,
+)
+from collab.policy.limits import Slot, TokenBucket
 from collab.wire import protocol
 from collab.wire.protocol import Event, Saved, Update
 
@@ -81,6 +93,7 @@ class Session:
         wants_acks: bool = False,
         wants_events: bool = False,
         identity: Identity | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self.id = secrets.token_hex(4)
         self.name = name
@@ -98,6 +111,15 @@ class Session:
         self._saved = 0
         self._ack_scheduled = False
         self._events = events.EventLimits(config, time.monotonic())
+        self._bucket = TokenBucket(
+            config.messages_per_second, config.message_burst, time.monotonic()
+        )
+        self._slot = slot
+
+    @property
+    def _log_extra(self) -> dict[str, str]:
+        # Fields of the log record: JSON logs (--log-format json) show them as keys.
+        return {"doc": self.name, "connection": self.id}
 
     @property
     def closed(self) -> bool:
@@ -110,17 +132,21 @@ class Session:
         """Join the document's room (loading it if needed) and greet the editor.
 
         Returns False, with the transport closed (1013), when the store cannot load
-        the document; the transport must then not call :meth:`receive`.
+        the document; the transport must then not call :meth:`receive` (nor
+        :meth:`end`: the connection slot is released here).
         """
         try:
             room = await self._rooms.acquire(self.name)
         except StoreError as exc:
-            log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
+            log.error(
+                "%s: cannot load %r: %s", self.id, self.name, exc.reason, extra=self._log_extra
+            )
             self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
             self.end()  # counted here: the transport does not end a session that never started
             return False
         if self._closed is not None:  # the connection went while the document loaded
             self._rooms.release(room)
+            self._release_slot()
             return False
         self._room = room
         metrics.CONNECTIONS_OPEN.value += 1
@@ -134,14 +160,20 @@ class Session:
         """Handle one message from the editor. Never raises.
 
         A message that breaks the protocol, a payload that cannot be applied, a
-        write from a read-only editor: each closes this session with its close
-        code and a logged reason; the document and the other editors carry on.
+        write from a read-only editor, a message over the session's rate: each
+        closes this session with its close code and a logged reason; the document
+        and the other editors carry on.
         """
         room = self._room
         if room is None or self._closed is not None:
             return
         metrics.BYTES_IN.value += len(data)
         try:
+            if not self._bucket.take(time.monotonic()):
+                raise LimitExceeded(
+                    f"over {self._bucket.rate:g} messages per second "
+                    f"(messages_per_second, message_burst={self._bucket.burst:g})"
+                )
             if isinstance(data, str):
                 raise ProtocolError("text frames are not part of the protocol")
             message = protocol.decode(data)
@@ -154,14 +186,23 @@ class Session:
         except CollabError as exc:
             self.fail(exc)
         except Exception:
-            log.exception("closing %s on %r: internal error", self.id, self.name)
+            log.exception(
+                "closing %s on %r: internal error", self.id, self.name, extra=self._log_extra
+            )
             self._close(CloseCode.INTERNAL_ERROR, "")
 
     def fail(self, exc: CollabError) -> None:
         """Close this session because of ``exc`` (its close code, its reason), and log why."""
         if self._closed is not None:
             return
-        log.warning("closing %s on %r: %s (%d)", self.id, self.name, exc.reason, exc.close_code)
+        log.warning(
+            "closing %s on %r: %s (%d)",
+            self.id,
+            self.name,
+            exc.reason,
+            exc.close_code,
+            extra=self._log_extra,
+        )
         self._close(exc.close_code, exc.reason)
 
     def end(self, code: int | None = None, reason: str = "") -> None:
@@ -177,7 +218,14 @@ class Session:
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
-                log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+                log.warning(
+                    "closed %s on %r: %s (%d)",
+                    self.id,
+                    self.name,
+                    reason,
+                    code,
+                    extra=self._log_extra,
+                )
             # A connection that went without a close frame is 1006, as the peer sees it.
             metrics.CONNECTIONS_CLOSED.inc(str(code if code is not None else 1006))
         else:
@@ -187,6 +235,7 @@ class Session:
             metrics.CONNECTIONS_OPEN.value -= 1
             room.leave(self)
             self._rooms.release(room)
+        self._release_slot()
 
     # -- the room's Peer interface ------------------------------------------------------------
 
@@ -214,6 +263,11 @@ class Session:
     def _send_saved(self) -> None:
         self._ack_scheduled = False
         self.send(protocol.encode(Saved(self._saved)))
+
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
 
     def _close(self, code: int, reason: str) -> None:
         self._closed = code

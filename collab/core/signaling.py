@@ -51,6 +51,7 @@ from collab.errors import (
     SlowConsumer,
 )
 from collab.names import valid_name
+from collab.policy.limits import TokenBucket
 from collab.wire import signaling
 from collab.wire.signaling import (
     Message,
@@ -91,30 +92,6 @@ class TextTransport(Protocol):
     @property
     def buffered(self) -> int:
         """Bytes handed to :meth:`write_text` that the peer has not been sent yet."""
-
-
-class TokenBucket:
-    """At most ``burst`` messages at once, refilled at ``rate`` messages per second.
-
-    ``now`` is a reading of a monotonic clock in seconds; the bucket never reads
-    a clock itself, so tests can drive it.
-    """
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token; False (and nothing spent) when the bucket is empty."""
-        elapsed = max(0.0, now - self._stamp)  # a clock that stepped back refills nothing
-        self._stamp = now
-        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 class SignalingPeer:

@@ -53,11 +53,33 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted incarnation of a document: what it held, as a Yjs state vector.
+
+    ``id`` orders deletions across the whole store (a later deletion has a larger
+    id); ``state_vector`` is lib0-encoded, as ``Doc.get_state()`` gives it.
+    """
+
+    id: int
+    doc: str
+    deleted_at: float
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
-    """What a room needs to rebuild a document: a snapshot and the entries after it."""
+    """What a room needs to rebuild a document: a snapshot and the entries after it,
+    and the state vectors of the name's deleted incarnations (oldest first)."""
 
     snapshot: Snapshot | None
     entries: list[LogEntry] = field(default_factory=list)
+    tombstones: tuple[Tombstone, ...] = ()
+
+    @property
+    def incarnation(self) -> int:
+        """The id of the name's newest tombstone (0: never deleted). A deletion noticed
+        later with a larger id ended the incarnation that was loaded."""
+        return self.tombstones[-1].id if self.tombstones else 0
 
     @property
     def last_seq(self) -> int:
@@ -121,8 +143,18 @@ class Store(Protocol):
         """Replace entries ``first..last`` with one entry (retention). ``merged.seq == last``."""
         ...
 
-    async def delete(self, doc: str) -> bool:
-        """Remove a document, its log and its snapshots. ``False`` if it did not exist."""
+    async def delete(self, doc: str, state_vector: bytes | None = None) -> bool:
+        """Remove a document, its log and its snapshots. ``False`` if it did not exist.
+
+        With ``state_vector`` (what the deleted document held), a :class:`Tombstone`
+        is written in the same transaction, so a deletion is never durable without
+        it. Without, nothing remembers the document (an import that failed half way).
+        """
+        ...
+
+    async def tombstones(self, after: int = 0) -> list[Tombstone]:
+        """Every tombstone with ``id > after``, by id: how a server learns of deletions
+        made by another process (``collab delete``) or another server."""
         ...
 
 

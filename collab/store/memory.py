@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from collab.errors import StoreError
-from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot
+from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone
 
 
 @dataclass(slots=True)
@@ -33,6 +33,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._docs: dict[str, _Document] = {}
+        self._tombstones: list[Tombstone] = []
         self._open = False
 
     async def open(self) -> None:
@@ -85,11 +86,13 @@ class MemoryStore:
     async def load(self, doc: str) -> Loaded:
         self._check()
         found = self._docs.get(doc)
+        tombstones = tuple(t for t in self._tombstones if t.doc == doc)
         if found is None:
-            return Loaded(snapshot=None, entries=[])
+            return Loaded(snapshot=None, entries=[], tombstones=tombstones)
         snapshot = found.snapshots[-1] if found.snapshots else None
         after = snapshot.seq if snapshot else 0
-        return Loaded(snapshot=snapshot, entries=[e for s, e in found.log.items() if s > after])
+        entries = [e for s, e in found.log.items() if s > after]
+        return Loaded(snapshot=snapshot, entries=entries, tombstones=tombstones)
 
     async def documents(self) -> list[DocumentInfo]:
         self._check()
@@ -137,6 +140,15 @@ class MemoryStore:
         log[last] = merged
         found.log = dict(sorted(log.items()))
 
-    async def delete(self, doc: str) -> bool:
+    async def delete(self, doc: str, state_vector: bytes | None = None) -> bool:
         self._check()
-        return self._docs.pop(doc, None) is not None
+        if self._docs.pop(doc, None) is None:
+            return False
+        if state_vector is not None:
+            number = len(self._tombstones) + 1
+            self._tombstones.append(Tombstone(number, doc, time.time(), bytes(state_vector)))
+        return True
+
+    async def tombstones(self, after: int = 0) -> list[Tombstone]:
+        self._check()
+        return [t for t in self._tombstones if t.id > after]

@@ -207,11 +207,15 @@ class CollabApp:
             log.info("refused an upgrade of %s: %s", scope.get("path"), exc.reason)
             await _refuse(scope, send, json_error(exc.http_status, exc.reason))
             return
-        await send({"type": "websocket.accept", "headers": [(b"server", b"collab")]})
+        try:
+            await send({"type": "websocket.accept", "headers": [(b"server", b"collab")]})
+        except BaseException:  # the client went before the accept: its slot goes back
+            entry.abandon()
+            raise
         socket = AsgiSocket(send, self.config)
         self._sockets.add(socket)
         try:
-            receiver = await entry.start(socket)
+            receiver = await entry.start(socket)  # the entry's slot is the session's now
             if receiver is not None:
                 await socket.serve(receive, receiver)
             else:

@@ -294,6 +294,7 @@ class Fallback:
             metrics.HANDSHAKES_REFUSED.inc(str(exc.http_status))
             raise
         if not isinstance(entry, DocumentEntry):  # /signal: y-webrtc speaks WebSocket only
+            entry.abandon()
             raise NotFound("only documents have an HTTP fallback")
         key = secrets.token_urlsafe(18)
         record: _HttpSession | None = None

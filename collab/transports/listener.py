@@ -31,7 +31,7 @@ from websockets.server import ServerProtocol
 
 from collab.config import Config
 from collab.core import metrics
-from collab.core.gate import Gate
+from collab.core.gate import Entry, Gate
 from collab.errors import CollabError, MessageTooBig
 from collab.http.messages import HttpRequest, HttpResponse, json_error
 from collab.http.router import Router
@@ -347,6 +347,32 @@ class _Connection(asyncio.Protocol):
             log.info("refused an upgrade of %s: %s", path, exc.reason)
             await self._write_response(json_error(exc.http_status, exc.reason), close=True)
             return
+        try:
+            opened = self._handshake(event, entry)
+        except BaseException:
+            entry.abandon()
+            raise
+        if opened is None:  # the handshake failed: the entry's slot goes back
+            entry.abandon()
+            return
+        websocket, pending = opened
+        # From here on the socket speaks WebSocket: data_received goes to it, even
+        # while the document loads (the protocol buffers what arrives meanwhile).
+        self.websocket = websocket
+        assert self._transport is not None
+        self._transport.pause_reading()
+        receiver = await entry.start(websocket)  # the entry's slot is the session's now
+        if self._lost:
+            if receiver is not None:
+                receiver.end()
+            return
+        self._transport.resume_reading()
+        if receiver is not None:
+            websocket.attach(receiver, pending)
+
+    def _handshake(self, event: h11.Request, entry: Entry) -> tuple[WebSocket, bytes] | None:
+        """Answer the upgrade of ``entry``: its WebSocket and the bytes that came after
+        the request, or None (the connection closing) when websockets refused it."""
         # websockets checks the handshake (key, version, headers) and writes the 101;
         # a second protocol object, born OPEN, then parses frames from the first byte.
         handshake = ServerProtocol()
@@ -365,22 +391,10 @@ class _Connection(asyncio.Protocol):
                 self._transport.write(data)
         if response.status_code != 101:
             self._close()
-            return
+            return None
         pending, _ = self._h11.trailing_data
         protocol = ServerProtocol(state=State.OPEN, max_size=entry.max_message_size)
-        websocket = WebSocket(self._transport, protocol, self.config)
-        # From here on the socket speaks WebSocket: data_received goes to it, even
-        # while the document loads (the protocol buffers what arrives meanwhile).
-        self.websocket = websocket
-        self._transport.pause_reading()
-        receiver = await entry.start(websocket)
-        if self._lost:
-            if receiver is not None:
-                receiver.end()
-            return
-        self._transport.resume_reading()
-        if receiver is not None:
-            websocket.attach(receiver, bytes(pending))
+        return WebSocket(self._transport, protocol, self.config), bytes(pending)
 
     # -- helpers --------------------------------------------------------------------------------
 

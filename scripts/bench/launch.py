@@ -168,6 +168,9 @@ def start_server(
             raise ValueError("collab-base needs --baseline-repo")
         repo = BASELINE_REPO
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    # Every simulated editor connects from 127.0.0.1: the per-IP limit would refuse the
+    # idle phase's thousand. (A variable, not a flag: an older checkout ignores it.)
+    env["COLLAB_MAX_CONNECTIONS_PER_IP"] = "none"
     if kind == "yjs":
         env["HOST"], env["PORT"] = "127.0.0.1", str(port)
     if kind == "collab-asgi":
