@@ -76,6 +76,20 @@ class Config:
         32 * MiB, "bytes buffered for one editor before it is closed with 1013"
     )
 
+    # Security (collab.policy; docs/security.md)
+    #: Empty (and no auth_public_key): authentication is off, every document is open.
+    auth_secret: str = setting(
+        "", "HS256 secret of the JWTs that editors and API callers present (empty: auth off)"
+    )
+    #: ES256 tokens are then accepted too (minted elsewhere with the private key).
+    auth_public_key: str = setting(
+        "", "PEM file of an ES256 public key whose signed tokens are accepted (auth on)"
+    )
+    #: Same-origin requests (Origin equal to the Host header) are always allowed.
+    allow_origin: tuple[str, ...] = setting(
+        (), "origins allowed to connect and call the API (repeatable or a,b; empty: any)"
+    )
+
     # Limits (collab.policy.limits; docs/security.md). ``none`` turns one off.
     #: Every connection counts: editors, HTTP fallback sessions, signaling peers.
     max_connections: int | None = setting(

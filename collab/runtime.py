@@ -39,6 +39,7 @@ from collab.http import api, edits, health, pages
 from collab.http import metrics as metrics_http
 from collab.http.router import Router
 from collab.integrations.webhooks import Webhooks
+from collab.policy.access import Access
 from collab.store import Store, store_from_url
 from collab.store.replay import replay
 from collab.transports.fallback import Fallback
@@ -122,10 +123,15 @@ class Runtime:
                 log.error("retention failed: %s", exc.reason)
 
 
-def build_router(config: Config, store: Store, rooms: Rooms) -> Router:
+def build_router(
+    config: Config, store: Store, rooms: Rooms, access: Access | None = None
+) -> Router:
     """The router of pages, server-side edits and the history API (transports may add
-    routes). The edit routes come before the API's, whose prefix would hold their paths."""
-    return Router([pages.route(), *edits.routes(rooms, store, config), api.route(store, config)])
+    routes), enforcing ``access``. The edit routes come before the API's, whose prefix
+    would hold their paths."""
+    return Router(
+        [pages.route(), *edits.routes(rooms, store, config), api.route(store, config)], access
+    )
 
 
 @contextlib.asynccontextmanager
@@ -189,9 +195,15 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             _open_relay(config) as relay,
         ):
             rooms = Rooms(config, the_store, journal, relay=relay)
-            gate = Gate(rooms, config)
+            access = Access.from_config(config)
+            if not access.enabled:
+                log.warning(
+                    "authentication is off: anyone who reaches this port reads and writes "
+                    "every document (set --auth-secret or COLLAB_AUTH_SECRET; docs/security.md)"
+                )
+            gate = Gate(rooms, config, access=access)
             fallback = Fallback(gate, config)
-            router = build_router(config, the_store, rooms)
+            router = build_router(config, the_store, rooms, access)
             router.add(fallback.route())
             runtime = Runtime(
                 config,

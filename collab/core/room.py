@@ -20,12 +20,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, get_state
 
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
 from collab.core.relay import Relay
-from collab.errors import DocumentTooLarge, Forbidden, InvalidPayload, ProtocolError
+from collab.errors import DocumentTooLarge, InvalidPayload, ProtocolError, ReadOnly
 from collab.wire import protocol
 from collab.wire.protocol import (
     Auth,
@@ -153,7 +153,8 @@ class Room:
 
         Raises:
             InvalidPayload: the state vector, update or awareness cannot be decoded.
-            Forbidden: a read-only editor sent an update.
+            ReadOnly: a read-only editor sent an update or step 2 that would change
+                the document; nothing was applied (one that would not is ignored).
             DocumentTooLarge: the update would grow the state past ``max_bytes``;
                 the document is untouched.
         """
@@ -212,7 +213,10 @@ class Room:
     def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
         metrics.UPDATES_RECEIVED.value += 1
         if peer.read_only:
-            raise Forbidden("this connection is read-only")
+            # Never applied, broadcast or logged, whatever it holds.
+            if _would_change(self.doc, update):
+                raise ReadOnly("read-only")
+            return
         limit = self.max_bytes
         if limit is not None and self._size_bound + len(update) > limit:
             self._check_size(len(update), limit)
@@ -356,6 +360,47 @@ class Room:
 
 #: An update that holds nothing (no structs, no deletions), as lib0 encodes it.
 _EMPTY_UPDATE = b"\x00\x00"
+
+
+def _would_change(doc: Doc[Any], update: bytes) -> bool:
+    """Whether applying ``update`` would change ``doc`` (or hold something back for later).
+
+    New structs show in the update's state vector; a struct-less update (a Yjs deletion,
+    or a step 2 that brings nothing new) changes ``doc`` if it deletes a range ``doc`` has
+    not deleted. An update with structs ``doc`` already has is a duplicate: harmless.
+    Costs a read of ``doc``'s delete set, and runs only for read-only editors.
+    """
+    try:
+        theirs = protocol.decode_state_vector(get_state(update))
+    except (ValueError, ProtocolError) as exc:
+        raise InvalidPayload("invalid update") from exc
+    ours = protocol.decode_state_vector(doc.get_state())
+    if any(clock > ours.get(client, 0) for client, clock in theirs.items()):
+        return True
+    try:
+        deletes = protocol.decode_delete_set(update)
+    except ProtocolError as exc:
+        raise InvalidPayload("invalid update") from exc
+    if not deletes:
+        return False
+    deleted = protocol.decode_delete_set(doc.get_update(doc.get_state())) or {}
+    return any(
+        not _covered(start, length, deleted.get(client, []))
+        for client, ranges in deletes.items()
+        for start, length in ranges
+    )
+
+
+def _covered(start: int, length: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether ``[start, start + length)`` lies within the union of ``ranges``."""
+    end = start + length
+    for begin, size in sorted(ranges):
+        if begin > start:
+            break
+        start = max(start, begin + size)
+        if start >= end:
+            return True
+    return start >= end
 
 
 def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:

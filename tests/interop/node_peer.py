@@ -49,9 +49,11 @@ class NodePeerError(Exception):
 class NodePeer:
     """One stock ``WebsocketProvider`` in a Node process; use ``async with``."""
 
-    def __init__(self, server_url: str, doc: str) -> None:
+    def __init__(self, server_url: str, doc: str, params: dict[str, str] | None = None) -> None:
         self.server_url = server_url
         self.doc = doc
+        #: The provider's ``params`` (query parameters of its URL, e.g. a token).
+        self.params = params or {}
         self._proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count()
 
@@ -62,6 +64,7 @@ class NodePeer:
             str(PEER_SCRIPT),
             self.server_url,
             self.doc,
+            json.dumps(self.params),
             cwd=HERE,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -129,6 +132,11 @@ class NodePeer:
         """(message types received so far, every console.error / warn line logged)."""
         reply = await self.request("seen")
         return [int(t) for t in reply["types"]], [str(line) for line in reply["logged"]]
+
+    async def connections(self) -> tuple[int, list[tuple[int, str]]]:
+        """(WebSockets opened so far, ``(code, reason)`` of each that closed)."""
+        reply = await self.request("seen")
+        return int(reply["opens"]), [(int(c), str(r)) for c, r in reply["closes"]]
 
     async def awareness(self) -> tuple[int, dict[int, Any]]:
         """(own client id, every known state by client id)."""
