@@ -101,7 +101,8 @@ def run(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with serve(config) as server:
             log.info(
-                "collab serving on http://%s:%d (store %s)",
+                "collab serving on %s://%s:%d (store %s)",
+                "https" if config.certfile else "http",
                 config.host,
                 server.port,
                 _redact(config.db_url),
