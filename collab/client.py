@@ -40,6 +40,7 @@ import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 from pycrdt import Doc, TransactionEvent
@@ -126,6 +127,7 @@ class Client:
         backoff_max: float = 5.0,
         max_message_size: int = 128 * 1024 * 1024,
         token: str | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         if token:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"token": token})
@@ -149,6 +151,10 @@ class Client:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._max_size = max_message_size
+        if ssl is not None and not url.startswith("wss://"):
+            raise ValueError("ssl= is for a wss:// URL")
+        #: For ``wss://``: the TLS context (none given: the system's trusted certificates).
+        self._tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -322,6 +328,7 @@ class Client:
                     max_size=self._max_size,
                     open_timeout=10,
                     additional_headers=self._headers,
+                    **self._tls,
                 ) as ws:
                     backoff = self._backoff_initial
                     await self._session(ws)
@@ -467,8 +474,9 @@ async def _send_quietly(ws: ClientConnection, frame: bytes) -> None:
 async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://host:port/<document>``) for the ``async with`` block.
 
-    Options are :class:`Client`'s keyword arguments (``token``, ``saved_acks``,
-    ``events``, ``reconnect``, ``doc``, backoff bounds).
+    Options are :class:`Client`'s keyword arguments (``token``, ``saved_acks``, ``events``,
+    ``reconnect``, ``doc``, backoff bounds, ``ssl``: an ``ssl.SSLContext`` for a
+    ``wss://`` server whose certificate the system does not trust).
     """
     client = Client(url, **options)
     async with client:

@@ -69,6 +69,9 @@ class Config:
     http_keepalive_timeout: float = setting(
         30.0, "seconds an idle keep-alive HTTP connection stays open"
     )
+    #: TLS on the native listener (``collab serve``): https:// and wss:// on the same port.
+    certfile: str = setting("", "PEM certificate (and chain) to serve https:// and wss:// with")
+    keyfile: str = setting("", "PEM private key of certfile (empty: certfile holds it)")
 
     #: A single frame larger than this is admitted into an empty buffer, so a big first
     #: sync gets through.
@@ -174,6 +177,9 @@ class Config:
     )
     unload_grace_seconds: float = setting(
         30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
+    )
+    deletion_poll_interval: float = setting(
+        2.0, "seconds between looks for documents deleted by another process (0: never look)"
     )
 
     # Several processes (docs/deployment.md): Redis joins the processes that hold a document.
