@@ -73,8 +73,14 @@ class Listener:
         if sock is not None:
             self._server = await loop.create_server(self._connection, sock=sock, ssl=self.tls)
         else:
+            # A worker of `collab serve --workers N` shares the port with its siblings;
+            # the kernel spreads connections over them.
             self._server = await loop.create_server(
-                self._connection, self.config.host, self.config.port, ssl=self.tls
+                self._connection,
+                self.config.host,
+                self.config.port,
+                ssl=self.tls,
+                reuse_port=self.config.worker_index is not None,
             )
 
     @property
@@ -292,6 +298,8 @@ class _Connection(asyncio.Protocol):
             (b"date", formatdate(usegmt=True).encode()),
         ]
         headers += [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        if self.listener.config.worker_index is not None:
+            headers.append((b"x-collab-worker", str(self.listener.config.worker_index).encode()))
         if response.stream is None and "content-length" not in (
             k.lower() for k in response.headers
         ):
@@ -384,6 +392,8 @@ class _Connection(asyncio.Protocol):
         )
         response = handshake.accept(request)
         response.headers["Server"] = "collab"
+        if self.listener.config.worker_index is not None:
+            response.headers["X-Collab-Worker"] = str(self.listener.config.worker_index)
         handshake.send_response(response)
         assert self._transport is not None
         for data in handshake.data_to_send():
