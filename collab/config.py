@@ -69,11 +69,28 @@ class Config:
     http_keepalive_timeout: float = setting(
         30.0, "seconds an idle keep-alive HTTP connection stays open"
     )
+    #: TLS on the native listener (``collab serve``): https:// and wss:// on the same port.
+    certfile: str = setting("", "PEM certificate (and chain) to serve https:// and wss:// with")
+    keyfile: str = setting("", "PEM private key of certfile (empty: certfile holds it)")
 
     #: A single frame larger than this is admitted into an empty buffer, so a big first
     #: sync gets through.
     outbox_max_bytes: int = setting(
         32 * MiB, "bytes buffered for one editor before it is closed with 1013"
+    )
+
+    # Security (collab.policy; docs/security.md)
+    #: Empty (and no auth_public_key): authentication is off, every document is open.
+    auth_secret: str = setting(
+        "", "HS256 secret of the JWTs that editors and API callers present (empty: auth off)"
+    )
+    #: ES256 tokens are then accepted too (minted elsewhere with the private key).
+    auth_public_key: str = setting(
+        "", "PEM file of an ES256 public key whose signed tokens are accepted (auth on)"
+    )
+    #: Same-origin requests (Origin equal to the Host header) are always allowed.
+    allow_origin: tuple[str, ...] = setting(
+        (), "origins allowed to connect and call the API (repeatable or a,b; empty: any)"
     )
 
     # Limits (collab.policy.limits; docs/security.md). ``none`` turns one off.
@@ -161,6 +178,9 @@ class Config:
     unload_grace_seconds: float = setting(
         30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
     )
+    deletion_poll_interval: float = setting(
+        2.0, "seconds between looks for documents deleted by another process (0: never look)"
+    )
 
     # Several processes (docs/deployment.md): Redis joins the processes that hold a document.
     redis_url: str | None = setting(
@@ -225,6 +245,20 @@ class Config:
     )
     webhook_queue_size: int = setting(
         1000, "deliveries waiting per URL; when full the oldest is dropped"
+    )
+
+    # Operations: /metrics, /healthz, /readyz, logs (docs/operations.md)
+    log_format: Literal["text", "json"] = setting(
+        "text", "log lines as text for people, or one JSON object per line"
+    )
+    #: Each check (the store, Redis) gets this long; a slower answer counts as a failure.
+    readiness_timeout: float = setting(2.0, "seconds one /readyz check may take before it fails")
+    #: Set by `collab serve --workers N` for its workers; empty: this process reports alone.
+    metrics_dir: str = setting(
+        "", "directory where worker processes share their metrics (empty: one process)"
+    )
+    metrics_interval: float = setting(
+        1.0, "seconds between two writes of this process's metrics into metrics_dir"
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -22,9 +22,15 @@ sensitive.
     │                        configured maximum
     ├── InvalidName          a path that is not a         1008   400
     │                        document name
-    ├── Forbidden            a read-only editor tried     4403   403
-    │                        to write, or a signaling peer
-    │                        asked for a topic it may not see
+    ├── Unauthorized         no token, a bad signature,   4401   401
+    │                        or an expired token
+    ├── Forbidden            a valid token for another    4403   403
+    │   │                    document or mode, an Origin not
+    │   │                    allowed, a signaling topic the
+    │   │                    peer may not see
+    │   └── ReadOnly         a read-only editor's change  (none) 403
+    │                        (never closes: answered with the
+    │                        auth message, see core/session.py)
     ├── LimitExceeded        a connection passed a bound: 1008   429
     │                        messages/second, signaling topics
     ├── SlowConsumer         an editor's outbox           1013   503
@@ -44,6 +50,9 @@ sensitive.
     ├── NotFound             an HTTP path nothing answers 1008   404
     ├── DocumentExists       an archive import into a     1008   409
     │                        document the store holds
+    ├── DocumentDeleted      the document was deleted, or 4404   410
+    │                        the client holds content of a
+    │                        deleted incarnation of it
     └── InvalidRequest       a bad version, time, format  1008   400
                              or archive (also a ValueError)
 """
@@ -70,6 +79,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the client could not keep up; it resyncs on return
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
+    DELETED = 4404  # the document was deleted; the client's copy is of a deleted incarnation
     TOO_LARGE = 4413  # the document would pass max_doc_bytes: do not resend the same update
     TIMEOUT = 4408
 
@@ -127,12 +137,31 @@ class InvalidName(CollabError):
     http_status = 400
 
 
+class Unauthorized(CollabError):
+    """No token where one is required, a token whose signature or claims do not check
+    out, or one that expired (at the handshake: 401; while connected: closed with 4401).
+    Permanent: the client must not retry with the same token."""
+
+    close_code = CloseCode.UNAUTHORIZED
+    http_status = 401
+
+
 class Forbidden(CollabError):
-    """A read-only editor sent a document update, or a signaling peer subscribed to a
+    """A valid token that does not cover what was asked (another document, a mode it
+    lacks), an ``Origin`` that is not allowed, or a signaling peer that subscribed to a
     topic (a document) it may not see."""
 
     close_code = CloseCode.FORBIDDEN
     http_status = 403
+
+
+class ReadOnly(Forbidden):
+    """A read-only editor sent an update or step 2 that would change the document.
+
+    Raised by the room *before* anything is applied. The session does not close for
+    it: it answers the first one with the y-websocket auth message (permission denied,
+    ``read-only``) and drops every one, so a stock client stays connected and reading.
+    """
 
 
 class LimitExceeded(CollabError):
@@ -224,6 +253,18 @@ class DocumentExists(CollabError):
 
     close_code = CloseCode.POLICY_VIOLATION
     http_status = 409
+
+
+class DocumentDeleted(CollabError):
+    """The document was deleted while this editor had it open, or the editor holds content
+    of a deleted incarnation of the name (the deleted-document guard, collab.core.guard).
+
+    Permanent: retrying with the same copy of the document is refused again; the
+    client must drop its copy (or keep it elsewhere) before it opens the name anew.
+    """
+
+    close_code = CloseCode.DELETED
+    http_status = 410
 
 
 class InvalidRequest(CollabError, ValueError):

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from collab.config import Config
+from collab.core import deletion, metrics
 from collab.core.gate import Gate
 from collab.core.journal import Journal
 from collab.core.observer import DocumentObserver
@@ -31,9 +35,11 @@ from collab.errors import CollabError
 from collab.fanout import check_processes
 from collab.history import formats
 from collab.history import versions as history
-from collab.http import api, edits, pages
+from collab.http import api, edits, health, pages
+from collab.http import metrics as metrics_http
 from collab.http.router import Router
 from collab.integrations.webhooks import Webhooks
+from collab.policy.access import Access
 from collab.store import Store, store_from_url
 from collab.store.replay import replay
 from collab.transports.fallback import Fallback
@@ -41,6 +47,9 @@ from collab.transports.fallback import Fallback
 __all__ = ["Runtime", "open_runtime"]
 
 log = logging.getLogger("collab.runtime")
+
+#: The name ``Runtime.store_ready`` looks up: any name will do, a row is not needed.
+_READINESS_PROBE = "collab-readiness-probe"
 
 
 @dataclass(eq=False)
@@ -59,6 +68,24 @@ class Runtime:
     observer: DocumentObserver | None = None
     #: What joins this process to the others (``--redis-url``), if anything.
     relay: RoomRelay | None = None
+    #: What ``GET /readyz`` checks, by name (the store; the fan-out adds Redis). Each
+    #: is awaited with ``readiness_timeout`` and raises when its dependency fails.
+    readiness: list[health.Check] = field(default_factory=list)
+    #: This process's metrics and, with ``metrics_dir``, its sibling workers'.
+    shared_metrics: metrics_http.SharedMetrics = field(default_factory=metrics_http.SharedMetrics)
+
+    async def store_ready(self) -> None:
+        """A cheap query (one indexed lookup); raises StoreError when the store fails."""
+        await self.store.document(_READINESS_PROBE)
+
+    async def delete_document(self, doc: str) -> bool:
+        """Delete ``doc`` (``DELETE /api/docs/{doc}``): its editors are closed with 4404,
+        the store keeps only its tombstone, and watchers are told once that is durable.
+        ``False`` when there was no such document."""
+        if not await deletion.delete_document(self.rooms, self.store, doc):
+            return False
+        self.document_deleted(doc)
+        return True
 
     def document_deleted(self, doc: str) -> None:
         """Tell whoever watches documents (webhooks: ``document.deleted``) that ``doc``
@@ -84,6 +111,12 @@ class Runtime:
             await asyncio.sleep(self.config.awareness_renewal_interval)
             self.rooms.tick()
 
+    async def _share_metrics(self) -> None:
+        """Write this process's metrics into ``metrics_dir`` every ``metrics_interval``."""
+        while True:
+            self.shared_metrics.write()
+            await asyncio.sleep(self.config.metrics_interval)
+
     async def _thin_history(self) -> None:
         """Apply the retention policy to every document, once per ``retention_interval``."""
         while True:
@@ -99,10 +132,15 @@ class Runtime:
                 log.error("retention failed: %s", exc.reason)
 
 
-def build_router(config: Config, store: Store, rooms: Rooms) -> Router:
+def build_router(
+    config: Config, store: Store, rooms: Rooms, access: Access | None = None
+) -> Router:
     """The router of pages, server-side edits and the history API (transports may add
-    routes). The edit routes come before the API's, whose prefix would hold their paths."""
-    return Router([pages.route(), *edits.routes(rooms, store, config), api.route(store, config)])
+    routes), enforcing ``access``. The edit routes come before the API's, whose prefix
+    would hold their paths."""
+    return Router(
+        [pages.route(), *edits.routes(rooms, store, config), api.route(store, config)], access
+    )
 
 
 @contextlib.asynccontextmanager
@@ -117,8 +155,23 @@ async def _open_relay(config: Config) -> AsyncIterator[RoomRelay | None]:
         raise ValueError(
             "--redis-url needs the redis package: pip install 'collab[redis]'"
         ) from exc
+    # Down until it connects (the relay sets it from then on): /metrics shows
+    # collab_redis_up from the start whenever Redis is configured.
+    metrics.REDIS_UP.set(0)
     async with RedisRelay(config) as relay:
         yield relay
+
+
+@typing.runtime_checkable
+class _Pinged(Protocol):
+    """A relay that can tell whether its broker answers (the Redis one)."""
+
+    async def ping(self) -> bool: ...
+
+
+async def _redis_ready(relay: _Pinged) -> None:
+    if not await relay.ping():
+        raise ConnectionError("Redis does not answer")
 
 
 @contextlib.asynccontextmanager
@@ -142,6 +195,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     )
     if own_store:
         await the_store.open()
+    shared_metrics = metrics_http.SharedMetrics(config.metrics_dir)
     try:
         # Webhooks outlive the journal: its last commits at shutdown are reported too.
         async with (
@@ -150,9 +204,15 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             _open_relay(config) as relay,
         ):
             rooms = Rooms(config, the_store, journal, relay=relay)
-            gate = Gate(rooms, config)
+            access = Access.from_config(config)
+            if not access.enabled:
+                log.warning(
+                    "authentication is off: anyone who reaches this port reads and writes "
+                    "every document (set --auth-secret or COLLAB_AUTH_SECRET; docs/security.md)"
+                )
+            gate = Gate(rooms, config, access=access)
             fallback = Fallback(gate, config)
-            router = build_router(config, the_store, rooms)
+            router = build_router(config, the_store, rooms, access)
             router.add(fallback.route())
             runtime = Runtime(
                 config,
@@ -164,13 +224,28 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
                 fallback,
                 observer=webhooks,
                 relay=relay,
+                shared_metrics=shared_metrics,
             )
+            runtime.readiness.append(("store", runtime.store_ready))
+            if isinstance(relay, _Pinged):
+                runtime.readiness.append(("redis", functools.partial(_redis_ready, relay)))
+            for route in health.routes(runtime.readiness, config.readiness_timeout):
+                router.add(route)
+            router.add(metrics_http.route(runtime.shared_metrics))
             if webhooks is not None:
                 webhooks.text_of = runtime.text_of
+            router.add(api.delete_route(config, runtime.delete_document))
+            watcher = deletion.DeletionWatcher(rooms, the_store, config)
+            await watcher.start()
             runtime.tasks = [
+                asyncio.create_task(watcher.run(), name="collab deletions"),
                 asyncio.create_task(runtime._tick(), name="collab tick"),
                 asyncio.create_task(runtime._thin_history(), name="collab retention"),
             ]
+            if config.metrics_dir:
+                runtime.tasks.append(
+                    asyncio.create_task(runtime._share_metrics(), name="collab metrics")
+                )
             try:
                 yield runtime
             finally:
@@ -179,5 +254,6 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
                 runtime.close_sessions()  # idempotent: a transport may have done it already
                 await rooms.close()
     finally:
+        shared_metrics.write(final=True)  # the journal's last commits counted too
         if own_store:
             await the_store.close()

@@ -81,7 +81,18 @@ async def serve(config: Config, store: Store | None = None) -> AsyncIterator[Ser
 
 
 def run(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then stop cleanly (the CLI's ``serve``)."""
+    """Serve until SIGTERM or SIGINT, then stop cleanly (the CLI's ``serve``).
+
+    With ``workers > 1`` (and no ``worker_index``: this is not a worker itself),
+    run that many worker processes instead (:mod:`collab.workers`).
+    """
+    if config.workers > 1 and config.worker_index is None:
+        from collab.workers import supervise
+
+        status = supervise(config)
+        if status:
+            raise SystemExit(status)
+        return
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -90,7 +101,8 @@ def run(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with serve(config) as server:
             log.info(
-                "collab serving on http://%s:%d (store %s)",
+                "collab serving on %s://%s:%d (store %s)",
+                "https" if config.certfile else "http",
                 config.host,
                 server.port,
                 _redact(config.db_url),

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pycrdt import Text
+from pycrdt import Doc, Text
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -26,7 +26,7 @@ from collab.core.rooms import Rooms
 from collab.core.session import Identity, Session
 from collab.store.memory import MemoryStore
 from collab.wire import protocol
-from collab.wire.protocol import Event, SyncStep1, Update
+from collab.wire.protocol import Auth, Event, SyncStep1, Update
 from tests.conftest import ServeKind, doc_url
 from tests.interop.node_peer import NodePeer
 from tests.servers import RunningServer as Server
@@ -249,8 +249,17 @@ async def test_a_read_only_editor_may_send_events_but_not_edits() -> None:
             "data": "hi",
         }
         assert reader_out.closed is None
-        reader.receive(protocol.encode(Update(b"\x00\x00")))
-        assert reader_out.closed is not None and reader_out.closed[0] == 4403
+        replica: Doc[Any] = Doc()
+        replica.get("text", type=Text).insert(0, "no")
+        reader.receive(protocol.encode(Update(replica.get_update())))
+        assert reader_out.closed is None  # refused with the auth message, never closed
+        assert protocol.decode(reader_out.written[-1]) == Auth("read-only")
+        told = len(reader_out.written)
+        replica.get("text", type=Text).insert(0, "again ")
+        reader.receive(protocol.encode(Update(replica.get_update())))
+        assert len(reader_out.written) == told and reader_out.closed is None  # told once
+        assert rooms.get("ro") is not None
+        assert str(rooms.get("ro").doc.get("text", type=Text)) == ""  # type: ignore[union-attr]
         reader.end()
         writer.end()
         await rooms.close()

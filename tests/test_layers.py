@@ -12,7 +12,7 @@ Layers, bottom to top (docs/architecture.md draws them):
     integrations  webhooks: the only outbound HTTP of the server
     http        one router and request/response type
     transports  the only importers of websockets, h11 and ASGI servers
-    top         runtime, server, asgi, cli, flags, client: assembly and entry points
+    top         runtime, server, workers, asgi, cli, flags, client: assembly and entry points
 
 Each layer may import only the layers listed for it in ``ALLOWED``; third-party
 network and database libraries only from the modules named in ``LIBRARIES``.
@@ -38,6 +38,7 @@ TOP = {
     "collab.cli",
     "collab.flags",
     "collab.client",
+    "collab.workers",
 }
 
 ALLOWED: dict[str, set[str]] = {

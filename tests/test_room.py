@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from collab.core.room import Room
-from collab.errors import Forbidden, InvalidPayload
+from collab.errors import InvalidPayload, ReadOnly
 from collab.wire import protocol
 from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 
@@ -165,12 +165,52 @@ def test_garbage_state_vector_is_invalid_payload() -> None:
 
 
 def test_read_only_editor_cannot_write() -> None:
-    room = make_room()
-    peer = FakePeer("r", read_only=True)
+    log = ListLog()
+    room = make_room(log)
+    peer, other = FakePeer("r", read_only=True), FakePeer("w")
     room.join(peer)
-    with pytest.raises(Forbidden):
+    room.join(other)
+    before = len(other.frames)
+    with pytest.raises(ReadOnly):
         room.receive(peer, Update(edit("no")))
+    with pytest.raises(ReadOnly):
+        room.receive(peer, SyncStep2(edit("nor this")))
     assert str(room.doc.get("text", type=Text)) == ""
+    assert log.entries == [] and len(other.frames) == before
+
+
+def test_read_only_editor_changes_nothing_with_a_deletion() -> None:
+    log = ListLog()
+    room = make_room(log)
+    writer, reader = FakePeer("w"), FakePeer("r", read_only=True)
+    room.join(writer)
+    room.join(reader)
+    room.receive(writer, Update(edit("abc")))
+    replica: Doc[Any] = Doc()
+    replica.apply_update(room.doc.get_update())
+    before = replica.get_state()
+    del replica.get("text", type=Text)[0:1]
+    deletion = replica.get_update(before)
+    with pytest.raises(ReadOnly):
+        room.receive(reader, Update(deletion))
+    assert str(room.doc.get("text", type=Text)) == "abc" and len(log.entries) == 1
+    # Once a writer made the same deletion, the reader's copy of it is harmless.
+    room.receive(writer, Update(deletion))
+    room.receive(reader, Update(deletion))
+    assert str(room.doc.get("text", type=Text)) == "bc"
+
+
+def test_read_only_editor_may_send_what_the_document_has() -> None:
+    room = make_room()
+    writer, reader = FakePeer("w"), FakePeer("r", read_only=True)
+    room.join(writer)
+    room.receive(writer, Update(edit("abc")))
+    room.join(reader)
+    # A stock client's step 2 on connect holds nothing new: it is no attempt to write.
+    room.receive(reader, SyncStep2(b"\x00\x00"))
+    room.receive(reader, SyncStep2(room.doc.get_update()))
+    room.receive(reader, Update(room.doc.get_update(room.doc.get_state())))
+    assert str(room.doc.get("text", type=Text)) == "abc"
 
 
 def test_acks_fire_when_the_log_commits() -> None:

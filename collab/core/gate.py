@@ -11,19 +11,27 @@ refused handshake writes nothing to the store and creates no document. An
 admitted request becomes an :class:`Entry`, started once the transport has
 completed the handshake.
 
+The security policy is checked here, once, for every transport (the native
+listener, the ASGI app, the HTTP fallback): the ``Origin`` (403), the token from
+``?token=`` or ``Authorization: Bearer`` (401 when missing, badly signed or
+expired), and that it covers the document (403). The token's grant becomes the
+session's :class:`~collab.core.session.Identity`: its user, whether it is
+read-only, and when it expires (the session closes itself with 4401 then). At
+``/signal`` the token comes as ``?token=`` (y-webrtc can pass nothing else) and
+limits the topics the peer may subscribe to to the documents it covers.
+
 Admission also takes the connection's place in the connection limits
 (:class:`~collab.policy.limits.ConnectionCounts`: in all, per document, per client
 IP, the IP read from ``X-Forwarded-For`` only behind a trusted proxy). The place
 is held until the session ends; a transport that admitted an upgrade and then
 does not start it (the handshake failed, the client went) must call
 :meth:`Entry.abandon`, or the place would be lost.
-
-Authentication and origin checks (the security policy) belong here, once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +44,7 @@ from collab.core.session import Identity, Session, Transport
 from collab.core.signaling import Hub, SignalingPeer, TextTransport, TopicCheck, every_topic
 from collab.errors import CollabError
 from collab.names import parse_path
+from collab.policy.access import Access
 from collab.policy.limits import ConnectionCounts, Slot, TrustedProxies
 
 __all__ = [
@@ -179,17 +188,25 @@ class _Releasing:
 class Gate:
     """Admits WebSocket upgrades for one server (native or ASGI).
 
-    ``signaling`` is the server's topic hub (one is made when none is given).
+    ``signaling`` is the server's topic hub (one is made when none is given);
+    ``access`` the security policy (made from ``config`` when none is given).
 
     Raises:
         ValueError: ``config.forwarded_allow_ips`` holds something that is not an
             address, a network or ``*``.
     """
 
-    def __init__(self, rooms: Rooms, config: Config, signaling: Hub | None = None) -> None:
+    def __init__(
+        self,
+        rooms: Rooms,
+        config: Config,
+        signaling: Hub | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.rooms = rooms
         self.config = config
         self.signaling = signaling if signaling is not None else Hub(config)
+        self.access = access if access is not None else Access.from_config(config)
         #: Open connections against their limits (this process's; docs/security.md).
         self.connections = ConnectionCounts(
             config.max_connections, config.max_connections_per_doc, config.max_connections_per_ip
@@ -211,24 +228,26 @@ class Gate:
             CollabError: the request is refused (its ``http_status``, its reason);
                 over a connection limit: ``ServerBusy`` (503) or
                 ``TooManyConnections`` (429), each logged as one WARNING.
+                before any slot: Forbidden (bad Origin, another document), Unauthorized.
         """
-        name = parse_path(path, self.config)
         query = dict(parse_qsl(query_string))
+        grant = self.access.admit(query, headers, time.time())
+        name = parse_path(path, self.config)
         if name == SIGNAL_NAME:
-            # Authentication hook (the security issue): y-webrtc can pass only a URL,
-            # so a token comes as ?token=...; check it here, refuse a bad one with
-            # Unauthorized, and give the entry a may_subscribe that admits only the
-            # documents the token covers. Until then every document is open.
+            # Topics are document names: a peer may meet others only on documents
+            # its token covers (y-webrtc passes the token as ?token=).
+            check = every_topic if grant.doc == "*" else grant.covers
             return SignalingEntry(
-                self.signaling, may_subscribe=every_topic, slot=self._slot(None, client, headers)
+                self.signaling, may_subscribe=check, slot=self._slot(None, client, headers)
             )
+        self.access.require(grant, name, "read")
         # The slot is taken last: nothing may refuse the request after it.
         return DocumentEntry(
             name,
             self.rooms,
             self.config,
             wants_acks=query.get(SAVED_PARAM) in ("1", "true"),
-            identity=Identity(),
+            identity=Identity(grant.user, grant.read_only, grant.expires_at),
             wants_events=query.get(EVENTS_PARAM) in ("1", "true"),
             slot=self._slot(name, client, headers),
         )

@@ -20,12 +20,19 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, get_state
 
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
+from collab.core.guard import Guard
 from collab.core.relay import Relay
-from collab.errors import DocumentTooLarge, Forbidden, InvalidPayload, ProtocolError
+from collab.errors import (
+    DocumentDeleted,
+    DocumentTooLarge,
+    InvalidPayload,
+    ProtocolError,
+    ReadOnly,
+)
 from collab.wire import protocol
 from collab.wire.protocol import (
     Auth,
@@ -39,6 +46,7 @@ from collab.wire.protocol import (
     SyncStep2,
     Update,
 )
+from collab.wire.vectors import check_update_header, decode_state_vector
 
 log = logging.getLogger("collab.room")
 
@@ -119,6 +127,8 @@ class Room:
         #: Told of every change local editors make; set by Rooms when processes are joined.
         self.relay: Relay | None = None
         self._delta: bytes | None = None
+        #: Set when the name has deleted incarnations (collab.core.guard); None costs nothing.
+        self.guard: Guard | None = None
         self._subscription = doc.observe(self._on_transaction)
 
     def attach_log(self, log: Log) -> None:
@@ -153,16 +163,26 @@ class Room:
 
         Raises:
             InvalidPayload: the state vector, update or awareness cannot be decoded.
-            Forbidden: a read-only editor sent an update.
+            ReadOnly: a read-only editor sent an update or step 2 that would change
+                the document; nothing was applied (one that would not is ignored).
+            DocumentDeleted: the message holds content of a deleted incarnation of this
+                document (the guard); nothing of it was applied.
             DocumentTooLarge: the update would grow the state past ``max_bytes``;
                 the document is untouched.
         """
         match message:
             case Update(update):
+                self._check_update(update)
                 self._apply(peer, update, frame)
             case SyncStep2(update):
+                self._check_update(update)
                 self._apply(peer, update, None)
             case SyncStep1(state_vector):
+                # Our own decoding first: Yrs reserves memory for whatever client count a
+                # state vector claims, which a few hostile bytes make take a second.
+                decode_state_vector(state_vector)
+                if self.guard is not None:
+                    self.guard.check_state_vector(state_vector, self.doc.get_state())
                 try:
                     missing = self.doc.get_update(state_vector)
                 except ValueError as exc:
@@ -209,10 +229,18 @@ class Room:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _check_update(self, update: bytes) -> None:
+        check_update_header(update)
+        if self.guard is not None:
+            self.guard.check_update(update, self.doc.get_state())
+
     def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
         metrics.UPDATES_RECEIVED.value += 1
         if peer.read_only:
-            raise Forbidden("this connection is read-only")
+            # Never applied, broadcast or logged, whatever it holds.
+            if _would_change(self.doc, update):
+                raise ReadOnly("read-only")
+            return
         limit = self.max_bytes
         if limit is not None and self._size_bound + len(update) > limit:
             self._check_size(len(update), limit)
@@ -309,6 +337,13 @@ class Room:
         Raises:
             InvalidPayload: pycrdt cannot apply ``update`` (the Doc is unchanged).
         """
+        if self.guard is not None:
+            try:
+                self.guard.check_update(update, self.doc.get_state())
+            except DocumentDeleted as exc:
+                # A process that has not noticed the deletion yet: its room is stale.
+                log.warning("%s: dropped an update from another process: %s", self.name, exc)
+                return
         self._delta = None
         try:
             with self.doc.transaction(origin=REMOTE):
@@ -356,6 +391,47 @@ class Room:
 
 #: An update that holds nothing (no structs, no deletions), as lib0 encodes it.
 _EMPTY_UPDATE = b"\x00\x00"
+
+
+def _would_change(doc: Doc[Any], update: bytes) -> bool:
+    """Whether applying ``update`` would change ``doc`` (or hold something back for later).
+
+    New structs show in the update's state vector; a struct-less update (a Yjs deletion,
+    or a step 2 that brings nothing new) changes ``doc`` if it deletes a range ``doc`` has
+    not deleted. An update with structs ``doc`` already has is a duplicate: harmless.
+    Costs a read of ``doc``'s delete set, and runs only for read-only editors.
+    """
+    try:
+        theirs = protocol.decode_state_vector(get_state(update))
+    except (ValueError, ProtocolError) as exc:
+        raise InvalidPayload("invalid update") from exc
+    ours = protocol.decode_state_vector(doc.get_state())
+    if any(clock > ours.get(client, 0) for client, clock in theirs.items()):
+        return True
+    try:
+        deletes = protocol.decode_delete_set(update)
+    except ProtocolError as exc:
+        raise InvalidPayload("invalid update") from exc
+    if not deletes:
+        return False
+    deleted = protocol.decode_delete_set(doc.get_update(doc.get_state())) or {}
+    return any(
+        not _covered(start, length, deleted.get(client, []))
+        for client, ranges in deletes.items()
+        for start, length in ranges
+    )
+
+
+def _covered(start: int, length: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether ``[start, start + length)`` lies within the union of ``ranges``."""
+    end = start + length
+    for begin, size in sorted(ranges):
+        if begin > start:
+            break
+        start = max(start, begin + size)
+        if start >= end:
+            return True
+    return start >= end
 
 
 def _awareness_frame(entries: list[AwarenessEntry]) -> bytes:

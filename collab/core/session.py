@@ -16,6 +16,10 @@ lives here, once:
   given back when the session ends or could not start;
 - durability acknowledgements (``saved`` frames, coalesced per loop turn);
 - typed room events between sessions that asked for them (:mod:`collab.core.events`);
+- what the token allowed (:class:`Identity`): a read-only editor's changes are
+  dropped (the first answered with the auth message, ``read-only``), and the
+  session closes itself with 4401 when the token expires (one timer, no
+  per-message check);
 - the single mapping of errors to close codes, and the one log line that says
   why a session ended.
 
@@ -42,12 +46,14 @@ from collab.errors import (
     CollabError,
     LimitExceeded,
     ProtocolError,
+    ReadOnly,
     SlowConsumer,
     StoreError,
+    Unauthorized,
 )
 from collab.policy.limits import Slot, TokenBucket
 from collab.wire import protocol
-from collab.wire.protocol import Event, Saved, Update
+from collab.wire.protocol import Auth, Event, Saved, Update
 
 __all__ = ["Identity", "Session", "Transport", "close_reason"]
 
@@ -74,10 +80,15 @@ class Transport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a session speaks for: what the handshake established."""
+    """Who a session speaks for: what the handshake established (the token's grant).
+
+    ``user`` is recorded as the author of the session's edits; ``expires_at``
+    (seconds since the epoch, ``None``: never) is when the session is closed with 4401.
+    """
 
     user: str | None = None
     read_only: bool = False
+    expires_at: float | None = None
 
 
 class Session:
@@ -102,6 +113,9 @@ class Session:
         who = identity or Identity()
         self.user = who.user
         self.read_only = who.read_only
+        self.expires_at = who.expires_at
+        self._expiry: asyncio.TimerHandle | None = None
+        self._told_read_only = False
         self._transport = transport
         self._rooms = rooms
         self._max_bytes = config.outbox_max_bytes
@@ -115,6 +129,11 @@ class Session:
             config.messages_per_second, config.message_burst, time.monotonic()
         )
         self._slot = slot
+
+    @property
+    def _log_extra(self) -> dict[str, str]:
+        # Fields of the log record: JSON logs (--log-format json) show them as keys.
+        return {"doc": self.name, "connection": self.id}
 
     @property
     def closed(self) -> bool:
@@ -133,7 +152,9 @@ class Session:
         try:
             room = await self._rooms.acquire(self.name)
         except StoreError as exc:
-            log.error("%s: cannot load %r: %s", self.id, self.name, exc.reason)
+            log.error(
+                "%s: cannot load %r: %s", self.id, self.name, exc.reason, extra=self._log_extra
+            )
             self._close(CloseCode.TRY_AGAIN_LATER, "document unavailable")
             self.end()  # counted here: the transport does not end a session that never started
             return False
@@ -142,6 +163,9 @@ class Session:
             self._release_slot()
             return False
         self._room = room
+        if self.expires_at is not None:
+            delay = max(0.0, self.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
         metrics.CONNECTIONS_OPEN.value += 1
         metrics.CONNECTIONS_OPENED.value += 1
         room.join(self)
@@ -176,17 +200,28 @@ class Session:
                 events.relay(self, _sessions(room), event)
                 return
             room.receive(self, message, data if isinstance(message, Update) else None)
+        except ReadOnly:
+            self._refuse_write()
         except CollabError as exc:
             self.fail(exc)
         except Exception:
-            log.exception("closing %s on %r: internal error", self.id, self.name)
+            log.exception(
+                "closing %s on %r: internal error", self.id, self.name, extra=self._log_extra
+            )
             self._close(CloseCode.INTERNAL_ERROR, "")
 
     def fail(self, exc: CollabError) -> None:
         """Close this session because of ``exc`` (its close code, its reason), and log why."""
         if self._closed is not None:
             return
-        log.warning("closing %s on %r: %s (%d)", self.id, self.name, exc.reason, exc.close_code)
+        log.warning(
+            "closing %s on %r: %s (%d)",
+            self.id,
+            self.name,
+            exc.reason,
+            exc.close_code,
+            extra=self._log_extra,
+        )
         self._close(exc.close_code, exc.reason)
 
     def end(self, code: int | None = None, reason: str = "") -> None:
@@ -202,11 +237,21 @@ class Session:
         if self._closed is None:
             self._closed = code if code is not None else CloseCode.NORMAL
             if code is not None and code not in _UNREMARKABLE:
-                log.warning("closed %s on %r: %s (%d)", self.id, self.name, reason, code)
+                log.warning(
+                    "closed %s on %r: %s (%d)",
+                    self.id,
+                    self.name,
+                    reason,
+                    code,
+                    extra=self._log_extra,
+                )
             # A connection that went without a close frame is 1006, as the peer sees it.
             metrics.CONNECTIONS_CLOSED.inc(str(code if code is not None else 1006))
         else:
             metrics.CONNECTIONS_CLOSED.inc(str(int(self._closed)))
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         room, self._room = self._room, None
         if room is not None:
             metrics.CONNECTIONS_OPEN.value -= 1
@@ -240,6 +285,19 @@ class Session:
     def _send_saved(self) -> None:
         self._ack_scheduled = False
         self.send(protocol.encode(Saved(self._saved)))
+
+    def _refuse_write(self) -> None:
+        """A read-only editor tried to change the document: nothing was applied. The
+        first attempt is answered with y-websocket's auth message; the session stays."""
+        if self._told_read_only:
+            return
+        self._told_read_only = True
+        log.info("%s on %r is read-only: its changes are dropped", self.id, self.name)
+        self.send(protocol.encode(Auth("read-only")))
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self.fail(Unauthorized("token expired"))
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None

@@ -13,8 +13,11 @@ document name and may hold ``/`` (``/api/docs/team-a/notes/text``). The routes
     GET /api/docs/{doc}/diff?from=VERSION|TIME[&to=VERSION|TIME]
     GET /api/docs/{doc}/export?format=txt|md|json[&at=...][&all_history=1]
     GET /api/docs/{doc}/attribution[?at=...]
+    DELETE /api/docs/{doc}          (needs admin; see :func:`delete_route`)
 
 ``TIME`` is ISO-8601 (UTC when it has no zone); ``to`` and ``at`` default to now.
+Each needs a ``read`` token for ``{doc}`` while authentication is on (the router
+checks it); ``GET /api/docs`` lists only the documents the caller's token covers.
 The module knows the :class:`~collab.store.Store` protocol, never a live room.
 """
 
@@ -25,15 +28,16 @@ from typing import Any
 from urllib.parse import quote
 
 from collab.config import Config
-from collab.errors import InvalidRequest, NotFound
+from collab.errors import InvalidRequest, NotFound, UnknownDocument
 from collab.history import versions as history
 from collab.history.export import export
 from collab.http.messages import HttpRequest, HttpResponse, json_response
 from collab.http.router import Route, prefix
 from collab.names import parse_path
+from collab.policy.tokens import Grant
 from collab.store import Store
 
-__all__ = ["attachment", "respond", "route"]
+__all__ = ["attachment", "delete_route", "document_of", "respond", "route"]
 
 _PREFIX = "/api/"
 
@@ -120,16 +124,41 @@ _ROUTES: dict[str, _Route] = {
 }
 
 
-async def respond(store: Store, config: Config, path: str, query: dict[str, str]) -> HttpResponse:
-    """Answer a GET of ``path`` (below ``/api/``, still percent-encoded).
+def _parts(path: str) -> list[str]:
+    return path[len(_PREFIX) :].strip("/").split("/")
+
+
+def document_of(path: str, config: Config) -> str | None:
+    """The document an API ``path`` names; ``None`` for the list (``/api/docs``).
+
+    Raises:
+        NotFound: not an API endpoint. InvalidName: a bad document name.
+    """
+    parts = _parts(path)
+    if parts == ["docs"]:
+        return None
+    if len(parts) < 3 or parts[0] != "docs" or parts[-1] not in _ROUTES:
+        raise NotFound(f"no API endpoint {path}")
+    return parse_path("/" + "/".join(parts[1:-1]), config)
+
+
+async def respond(
+    store: Store,
+    config: Config,
+    path: str,
+    query: dict[str, str],
+    grant: Grant | None = None,
+) -> HttpResponse:
+    """Answer a GET of ``path`` (below ``/api/``, still percent-encoded). The list
+    holds only the documents ``grant`` covers (all without one).
 
     Raises:
         CollabError: a bad name or parameter (400), an unknown document (404), a
             failing store (503); the router turns them into JSON errors.
     """
-    parts = path[len(_PREFIX) :].strip("/").split("/")
-    if parts == ["docs"]:
-        docs = await store.documents()
+    doc = document_of(path, config)
+    if doc is None:
+        docs = [d for d in await store.documents() if grant is None or grant.covers(d.name)]
         return json_response(
             {
                 "docs": [
@@ -143,16 +172,42 @@ async def respond(store: Store, config: Config, path: str, query: dict[str, str]
                 ]
             }
         )
-    if len(parts) < 3 or parts[0] != "docs" or parts[-1] not in _ROUTES:
-        raise NotFound(f"no API endpoint {path}")
-    doc = parse_path("/" + "/".join(parts[1:-1]), config)
-    return await _ROUTES[parts[-1]](store, config, doc, query)
+    return await _ROUTES[_parts(path)[-1]](store, config, doc, query)
+
+
+def delete_route(config: Config, delete: Callable[[str], Awaitable[bool]]) -> Route:
+    """``DELETE /api/docs/{doc}``: ``delete(doc)`` (the runtime's: editors closed with 4404,
+    the document and its history gone, a tombstone kept), answered ``200 {"deleted": doc}``,
+    or 404 when there is no such document. The route needs ``admin``."""
+
+    def document(path: str) -> str:
+        rest = path[len(_DOCS) :].strip("/")
+        if not rest:
+            raise NotFound("DELETE needs a document: /api/docs/{doc}")
+        return parse_path("/" + rest, config)
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        doc = document(request.path)
+        if not await delete(doc):
+            raise UnknownDocument(f"no document named {doc!r}")
+        return json_response({"deleted": doc})
+
+    return Route(prefix(_DOCS), frozenset({"DELETE"}), handler, needs="admin", document=document)
+
+
+_DOCS = "/api/docs/"
 
 
 def route(store: Store, config: Config) -> Route:
     """The API's route, for the router."""
 
     async def handler(request: HttpRequest) -> HttpResponse:
-        return await respond(store, config, request.path, request.query)
+        return await respond(store, config, request.path, request.query, request.grant)
 
-    return Route(prefix(_PREFIX), frozenset({"GET"}), handler)
+    return Route(
+        prefix(_PREFIX),
+        frozenset({"GET"}),
+        handler,
+        needs="read",
+        document=lambda path: document_of(path, config),
+    )

@@ -25,11 +25,12 @@ diff); with ``base`` (the ``last_seq`` of the version the caller read, or the se
 earlier edit returned), the diff is taken against the text at that seq, so what
 others typed since is kept rather than overwritten.
 
-Authors: until the security policy authenticates callers, the caller names itself
-with ``author`` (a query parameter, or a field of a JSON body); the log records it
-as the entry's user, and the entry's client is ``http:<author>`` (``http`` when
-anonymous), or ``restore:<N>`` for a restore. Each route declares ``needs``
-("read" or "write" on the document its path names) for the policy to enforce.
+Authors: the user of the caller's token (its ``sub``) when it names one; else the
+caller names itself with ``author`` (a query parameter, or a field of a JSON body).
+The log records it as the entry's user, and the entry's client is ``http:<author>``
+(``http`` when anonymous), or ``restore:<N>`` for a restore. Each route declares
+``needs`` ("read" or "write" on the document its path names), which the router
+enforces.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 
 
 def _author(request: HttpRequest, body: Mapping[str, Any] | None = None) -> str | None:
+    if request.grant is not None and request.grant.user:
+        return request.grant.user
     value = (body or {}).get("author", request.query.get("author"))
     if value is None or value == "":
         return None
@@ -247,6 +250,12 @@ def routes(rooms: Rooms, store: Store, config: Config) -> list[Route]:
         ("restore", post, api.post_restore),
     ]
     return [
-        Route(_under(action), methods, handler, needs="read" if "GET" in methods else "write")
+        Route(
+            _under(action),
+            methods,
+            handler,
+            needs="read" if "GET" in methods else "write",
+            document=lambda path: document_of(path, config),
+        )
         for action, methods, handler in handlers
     ]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from collab.policy.tokens import Grant
+
 __all__ = ["HttpRequest", "HttpResponse", "json_error", "json_response"]
 
 
@@ -23,6 +25,8 @@ class HttpRequest:
 
     ``path`` is the raw path, still percent-encoded, below the mount point;
     ``headers`` has lower-case names (a repeated header keeps its last value).
+    ``grant`` is what the caller's token allows, set by the router on routes that
+    need one (``None`` elsewhere).
     """
 
     method: str
@@ -31,6 +35,7 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     client: str = ""
+    grant: Grant | None = None
 
     @property
     def query(self) -> dict[str, str]:

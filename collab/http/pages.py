@@ -186,4 +186,4 @@ def route() -> Route:
     def matches(path: str) -> bool:
         return path in ("/", "/index.html") or path.startswith(("/static/", *_DOC_PAGES))
 
-    return Route(matches, frozenset({"GET"}), handler)
+    return Route(matches, frozenset({"GET"}), handler, public=True)

@@ -10,6 +10,10 @@ completes the handshake and the connection becomes a
 :class:`~collab.transports.websocket.WebSocket` for the rest of its life, with
 no task of its own.
 
+With ``certfile`` (and ``keyfile``) set, the listening socket speaks TLS only:
+``https://`` and ``wss://`` on the same port, the same code above it (asyncio's
+TLS transport sits between the socket and this protocol).
+
 Why not uvicorn: the fan-out benchmark (docs/performance.md) measured what an
 ASGI ``send`` per recipient costs against a frame written straight into the
 transport; docs/architecture.md has the numbers and the choice.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import ssl
 from email.utils import formatdate
 from typing import Any
 
@@ -54,6 +59,8 @@ class Listener:
         self.config = config
         self.router = router
         self.gate = gate
+        #: The TLS context when ``config.certfile`` is set (then only TLS is spoken).
+        self.tls = tls_context(config)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._drained = asyncio.Event()
@@ -64,10 +71,16 @@ class Listener:
         """Listen on ``config.host:config.port`` (or on the bound socket ``sock``)."""
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(self._connection, sock=sock)
+            self._server = await loop.create_server(self._connection, sock=sock, ssl=self.tls)
         else:
+            # A worker of `collab serve --workers N` shares the port with its siblings;
+            # the kernel spreads connections over them.
             self._server = await loop.create_server(
-                self._connection, self.config.host, self.config.port
+                self._connection,
+                self.config.host,
+                self.config.port,
+                ssl=self.tls,
+                reuse_port=self.config.worker_index is not None,
             )
 
     @property
@@ -149,7 +162,9 @@ class _Connection(asyncio.Protocol):
             return None
         self._h11.receive_data(b"")
         self._readable.set()
-        return True  # keep the write side open to finish a response
+        # Keep the write side open to finish a response (TLS has no half-close: there
+        # asyncio closes the connection after EOF whatever we say, and warns if we say it).
+        return None if self.listener.tls is not None else True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -283,6 +298,8 @@ class _Connection(asyncio.Protocol):
             (b"date", formatdate(usegmt=True).encode()),
         ]
         headers += [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        if self.listener.config.worker_index is not None:
+            headers.append((b"x-collab-worker", str(self.listener.config.worker_index).encode()))
         if response.stream is None and "content-length" not in (
             k.lower() for k in response.headers
         ):
@@ -375,6 +392,8 @@ class _Connection(asyncio.Protocol):
         )
         response = handshake.accept(request)
         response.headers["Server"] = "collab"
+        if self.listener.config.worker_index is not None:
+            response.headers["X-Collab-Worker"] = str(self.listener.config.worker_index)
         handshake.send_response(response)
         assert self._transport is not None
         for data in handshake.data_to_send():
@@ -408,6 +427,39 @@ class _Connection(asyncio.Protocol):
         """Cut the TCP connection now."""
         if self._transport is not None:
             self._transport.abort()
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server-side TLS context ``config.certfile``/``keyfile`` name, or None (plain).
+
+    Python's defaults for a server (TLS 1.2 or newer, its cipher list); clients are
+    not asked for certificates. HTTP/1.1 is offered by ALPN, so a browser never tries
+    HTTP/2 on this port.
+
+    Raises:
+        ValueError: a ``keyfile`` without a ``certfile``.
+        OSError: a file cannot be read, or holds no usable certificate or key
+            (``ssl.SSLError``); the message names the file.
+    """
+    if not config.certfile:
+        if config.keyfile:
+            raise ValueError("--keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile or None)
+    except ssl.SSLError as exc:
+        raise ssl.SSLError(
+            f"cannot use {config.certfile!r}"
+            + (f" with key {config.keyfile!r}" if config.keyfile else "")
+            + f": {exc.reason or exc}"
+        ) from None
+    except OSError as exc:
+        raise OSError(
+            f"cannot read TLS file {exc.filename or config.certfile!r}: {exc.strerror}"
+        ) from None
+    return context
 
 
 def _wants_upgrade(event: h11.Request) -> bool:

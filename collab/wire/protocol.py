@@ -48,6 +48,8 @@ __all__ = [
     "Update",
     "decode",
     "decode_awareness",
+    "decode_delete_set",
+    "decode_state_vector",
     "encode",
     "encode_awareness",
     "read_var_uint",
@@ -284,6 +286,51 @@ def encode(message: Message) -> bytes:
         case Event(payload):
             return write_var_uint(MessageType.EVENT) + _write_string(payload)
     raise TypeError(f"not a message: {message!r}")
+
+
+# --- state vectors and delete sets (what a read-only editor's update would change) -------
+
+
+def decode_state_vector(payload: bytes) -> dict[int, int]:
+    """A lib0 state vector (varUint count, then client and clock varUints) as a dict.
+
+    Raises:
+        ProtocolError: truncated, or trailing bytes.
+    """
+    count, pos = read_var_uint(payload, 0)
+    found: dict[int, int] = {}
+    for _ in range(count):
+        client, pos = read_var_uint(payload, pos)
+        clock, pos = read_var_uint(payload, pos)
+        found[client] = clock
+    _expect_end(payload, pos)
+    return found
+
+
+def decode_delete_set(update: bytes) -> dict[int, list[tuple[int, int]]] | None:
+    """The delete set of a v1 update that holds no structs (``(clock, length)`` ranges
+    per client), or ``None`` when it holds structs (its delete set is not read then).
+
+    A step 2 that brings nothing new, and a Yjs deletion, are such updates.
+
+    Raises:
+        ProtocolError: truncated, or trailing bytes.
+    """
+    structs, pos = read_var_uint(update, 0)
+    if structs:
+        return None
+    clients, pos = read_var_uint(update, pos)
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(clients):
+        client, pos = read_var_uint(update, pos)
+        count, pos = read_var_uint(update, pos)
+        mine = ranges.setdefault(client, [])
+        for _ in range(count):
+            clock, pos = read_var_uint(update, pos)
+            length, pos = read_var_uint(update, pos)
+            mine.append((clock, length))
+    _expect_end(update, pos)
+    return ranges
 
 
 # --- awareness payloads --------------------------------------------------------------------

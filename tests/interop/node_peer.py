@@ -49,9 +49,11 @@ class NodePeerError(Exception):
 class NodePeer:
     """One stock ``WebsocketProvider`` in a Node process; use ``async with``."""
 
-    def __init__(self, server_url: str, doc: str) -> None:
+    def __init__(self, server_url: str, doc: str, params: dict[str, str] | None = None) -> None:
         self.server_url = server_url
         self.doc = doc
+        #: The provider's ``params`` (query parameters of its URL, e.g. a token).
+        self.params = params or {}
         self._proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count()
 
@@ -62,6 +64,7 @@ class NodePeer:
             str(PEER_SCRIPT),
             self.server_url,
             self.doc,
+            json.dumps(self.params),
             cwd=HERE,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -122,6 +125,22 @@ class NodePeer:
         reply = await self.request("wait_text", contains=part, timeout=seconds * 1000)
         return str(reply["text"])
 
+    async def closes(self) -> list[tuple[int, str]]:
+        """Every close the peer's sockets saw, in order: (code, reason)."""
+        return [(int(c), str(r)) for c, r in (await self.request("closes"))["closes"]]
+
+    async def wait_close(self, code: int, count: int = 1, seconds: float = 5.0) -> None:
+        """Wait until ``count`` of the peer's connections were closed with ``code``."""
+        await self.request("wait_close", code=code, count=count, timeout=seconds * 1000)
+
+    async def disconnect(self) -> None:
+        """``provider.disconnect()``: close and stop reconnecting."""
+        await self.request("disconnect")
+
+    async def connect(self) -> None:
+        """``provider.connect()``: connect again (and keep reconnecting)."""
+        await self.request("connect")
+
     async def set_awareness(self, state: dict[str, Any] | None) -> None:
         await self.request("set_awareness", state=state)
 
@@ -129,6 +148,11 @@ class NodePeer:
         """(message types received so far, every console.error / warn line logged)."""
         reply = await self.request("seen")
         return [int(t) for t in reply["types"]], [str(line) for line in reply["logged"]]
+
+    async def connections(self) -> tuple[int, list[tuple[int, str]]]:
+        """(WebSockets opened so far, ``(code, reason)`` of each that closed)."""
+        reply = await self.request("seen")
+        return int(reply["opens"]), [(int(c), str(r)) for c, r in reply["closes"]]
 
     async def awareness(self) -> tuple[int, dict[int, Any]]:
         """(own client id, every known state by client id)."""

@@ -1,6 +1,9 @@
 // A stock Yjs peer (yjs + y-websocket's WebsocketProvider) driven over stdin/stdout.
 //
-//   node peer.mjs <serverUrl> <docName>
+//   node peer.mjs <serverUrl> <docName> [<params JSON>]
+//
+// <params JSON> (an object) is the provider's `params` option: query parameters of the
+// WebSocket URL, as `{"token": "..."}`.
 //
 // Each stdin line is one JSON command; each gets exactly one JSON line back on stdout,
 // in order: {"id": <same id>, "ok": true, ...} or {"id": ..., "ok": false, "error": "..."}.
@@ -20,7 +23,11 @@
 //   {"cmd": "awareness"}                          -> {"states": {clientID: state}, "self": clientID}
 //   {"cmd": "wait_awareness", "key": k, "value": v, "timeout": ms}  (some other peer's state[k] == v)
 //   {"cmd": "seen"}        -> {"types": [message types received, in order, deduplicated],
-//                             "logged": [every console.error / console.warn line]}
+//                             "logged": [every console.error / console.warn line],
+//                             "opens": WebSockets opened, "closes": [[code, reason], ...]}
+//   {"cmd": "closes"}      -> {"closes": [[code, reason], ...]} every close the socket saw
+//   {"cmd": "wait_close", "code": c, "count": n, "timeout": ms}  until n closes with code c
+//   {"cmd": "disconnect"} / {"cmd": "connect"}    the provider's own disconnect()/connect()
 //   {"cmd": "close"}                              -> replies, then exits
 
 import * as readline from 'node:readline'
@@ -28,7 +35,8 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 
-const [serverUrl, docName] = process.argv.slice(2)
+const [serverUrl, docName, paramsJson] = process.argv.slice(2)
+const params = paramsJson ? JSON.parse(paramsJson) : {}
 if (!serverUrl || !docName) {
   process.stderr.write('usage: node peer.mjs <serverUrl> <docName>\n')
   process.exit(2)
@@ -38,6 +46,9 @@ if (!serverUrl || !docName) {
 // server sent it nothing it does not understand (y-websocket logs unknown message types).
 const seenTypes = []
 const logged = []
+const closes = []  // [code, reason] of every close event, in order
+const closeWaiters = new Set()
+let opens = 0
 for (const level of ['error', 'warn']) {
   const original = console[level]
   console[level] = (...args) => { logged.push(args.map(String).join(' ')); original(...args) }
@@ -45,6 +56,11 @@ for (const level of ['error', 'warn']) {
 class RecordingWebSocket extends WebSocket {
   constructor (...args) {
     super(...args)
+    this.addEventListener('open', () => { opens++ })
+    this.addEventListener('close', (event) => {
+      closes.push([event.code, String(event.reason)])
+      for (const waiter of closeWaiters) waiter()
+    })
     this.addEventListener('message', (event) => {
       const bytes = new Uint8Array(event.data)
       // The first varUint of a frame is its type; every type y-websocket knows is < 128.
@@ -62,7 +78,8 @@ const doc = new Y.Doc()
 const text = doc.getText('text')
 const provider = new WebsocketProvider(serverUrl, docName, doc, {
   WebSocketPolyfill: RecordingWebSocket,
-  disableBc: true
+  disableBc: true,
+  params
 })
 const awareness = provider.awareness
 
@@ -128,7 +145,23 @@ const handlers = {
     await waitFor(check, timeout, [[awareness, 'change']])
     return { states: statesObject() }
   },
-  seen: async () => ({ types: seenTypes, logged }),
+  seen: async () => ({ types: seenTypes, logged, opens, closes }),
+  closes: async () => ({ closes }),
+  wait_close: async ({ code, count = 1, timeout = 5000 }) => {
+    const check = () => closes.filter(([c]) => c === code).length >= count
+    await new Promise((resolve, reject) => {
+      if (check()) return resolve()
+      const waiter = () => { if (check()) { closeWaiters.delete(waiter); clearTimeout(timer); resolve() } }
+      const timer = setTimeout(() => {
+        closeWaiters.delete(waiter)
+        reject(new Error(`timeout; closes: ${JSON.stringify(closes)}`))
+      }, timeout)
+      closeWaiters.add(waiter)
+    })
+    return { closes }
+  },
+  disconnect: async () => { provider.disconnect(); return {} },
+  connect: async () => { provider.connect(); return {} },
   close: async () => {
     provider.destroy()
     doc.destroy()
