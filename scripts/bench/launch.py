@@ -34,13 +34,15 @@ YJS_SERVER = YJS_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "ser
 #: ``collab-base`` is ``collab serve`` from another checkout (``--baseline-repo``),
 #: to compare a change with what it replaces in one sitting.
 SERVERS = ("pycrdt", "yjs", "collab")
-ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-asgi", "collab-base")
+#: ``collab-memory`` is ``collab serve --db memory://``: collab without its store's cost.
+ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-memory", "collab-asgi", "collab-base")
 LABELS = {
     "pycrdt": "pycrdt-websocket",
     "yjs": "@y/websocket-server",
     "collab": "collab",
     "collab-asgi": "collab ASGI",
     "collab-base": "collab baseline",
+    "collab-memory": "collab memory://",
 }
 #: The checkout ``collab-base`` runs from (set by fanout.py's --baseline-repo).
 BASELINE_REPO: Path | None = None
@@ -68,6 +70,11 @@ def server_command(
             *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
             *("--http", "httptools", "--ws", "websockets-sansio", "--loop", "uvloop"),
             *("--ws-max-size", str(128 * 1024 * 1024), "--ws-per-message-deflate", "false"),
+        ]
+    if kind == "collab-memory":
+        return [
+            *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", "memory://"),
         ]
     if kind == "collab-base":
         return [
@@ -151,10 +158,15 @@ class ServerProcess:
 
 
 def start_server(
-    kind: str, workdir: Path, pycrdt_store: str = "none", collab_db: str | None = None
+    kind: str,
+    workdir: Path,
+    pycrdt_store: str = "none",
+    collab_db: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> ServerProcess:
     """Start ``kind`` and return once it accepts TCP connections.
 
+    ``extra_args`` are appended to the server's command line (``collab serve`` flags).
     Raises RuntimeError (with the tail of the server's log) if it exits or is not
     listening within 20 s.
     """
@@ -171,13 +183,16 @@ def start_server(
     # Every simulated editor connects from 127.0.0.1: the per-IP limit would refuse the
     # idle phase's thousand. (A variable, not a flag: an older checkout ignores it.)
     env["COLLAB_MAX_CONNECTIONS_PER_IP"] = "none"
+    # The memory and saturation phases type faster than one person can: the per-editor
+    # message rate limit (200/s, 1008 past it) is for people, not for this generator.
+    env["COLLAB_MESSAGES_PER_SECOND"] = "1000000"
     if kind == "yjs":
         env["HOST"], env["PORT"] = "127.0.0.1", str(port)
     if kind == "collab-asgi":
         env["COLLAB_DB_URL"] = collab_db or f"sqlite:///{workdir / 'bench.db'}"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            server_command(kind, port, workdir, pycrdt_store, collab_db),
+            [*server_command(kind, port, workdir, pycrdt_store, collab_db), *extra_args],
             cwd=repo,
             env=env,
             stdout=log,
@@ -228,3 +243,44 @@ class RssSampler:
                 pass
         self.peak = max(self.peak, self._server.rss())
         return self.peak
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, in memory only (``--save ""``)."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.popen = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", str(workdir)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.popen.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            self.popen.wait(10)

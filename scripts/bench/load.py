@@ -129,6 +129,9 @@ class Editor:
         self.moves = 0
         self.client_id = 1 + index  # awareness client id, distinct per editor
         self._clock = 0
+        #: Apply what others typed to this editor's Doc (a real editor does). Off in the
+        #: saturation phase, where the generator must stay lighter than the server.
+        self.apply_updates = True
         self.rng = random.Random(index)
         self.own_prefix = b"e%d." % index
         self.own_moves = b"p%d." % index
@@ -187,6 +190,8 @@ class Editor:
                         # are tallied apart when scoring, and don't count as arrivals.
                         others = sum(not token.startswith(self.own_prefix) for token in tokens)
                         tally.note_received(others)
+                if kind == UPDATE and not self.apply_updates:
+                    continue
                 reply = handle_sync_message(message[1:], self.doc)
                 if reply is not None:
                     await ws.send(reply)
@@ -210,6 +215,24 @@ class Editor:
         for update in self._outgoing:
             await self._ws.send(create_update_message(update))
         self._outgoing.clear()
+
+    async def insert(self, position: int, text: str) -> None:
+        """Insert ``text`` at ``position`` and send the update (no latency bookkeeping)."""
+        assert self._ws is not None
+        self._local = True
+        try:
+            self.text.insert(position, text)
+        finally:
+            self._local = False
+        for update in self._outgoing:
+            await self._ws.send(create_update_message(update))
+        self._outgoing.clear()
+
+    async def drain(self) -> None:
+        """Wait until the server answered a ping: everything sent before it has been read."""
+        assert self._ws is not None
+        pong = await self._ws.ping()
+        await asyncio.wait_for(pong, 600)
 
     async def move_cursor(self, token: bytes, receivers: int) -> None:
         """Send a new awareness state (a cursor at a random spot) carrying ``token``."""
@@ -334,9 +357,9 @@ async def open_editors(editors: list[Editor], concurrency: int = 50, limit: floa
     # benchmark measures typing, not joining.
     firsts: dict[str, Editor] = {}
     for editor in editors:
-        firsts.setdefault(editor.url, editor)
+        firsts.setdefault(editor.url.rsplit("/", 1)[-1], editor)
     await asyncio.gather(*(one(editor) for editor in firsts.values()))
-    rest = [editor for editor in editors if firsts[editor.url] is not editor]
+    rest = [editor for editor in editors if editor not in firsts.values()]
     await asyncio.gather(*(one(editor) for editor in rest))
 
 
@@ -353,6 +376,8 @@ async def run_phase(
     drain_timeout: float = 10.0,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    urls: list[str] | None = None,
+    apply_updates: bool = True,
 ) -> PhaseResult:
     """Run one phase: ``docs`` x ``editors_per_doc`` editors typing ``rate`` edits/s.
 
@@ -363,15 +388,21 @@ async def run_phase(
     each editor also moves its cursor that many times a second (one awareness
     update each, on its own period and offset), beside typing. ``on_start`` and
     ``on_stop`` are called right before typing starts and right after the drain,
-    to bracket server measurements.
+    to bracket server measurements. With ``urls`` (several servers of one
+    deployment), editor ``e`` of each document connects to ``urls[e % len(urls)]``,
+    so every document's editors are split across them. ``apply_updates=False``:
+    editors only look for tokens in what they receive.
     """
     rng = random.Random(seed)
     tally = Tally()
+    bases = urls or [base_url]
     editors = [
-        Editor(d * editors_per_doc + e, d, f"{base_url}/{doc_prefix}-{d}", tally)
+        Editor(d * editors_per_doc + e, d, f"{bases[e % len(bases)]}/{doc_prefix}-{d}", tally)
         for d in range(docs)
         for e in range(editors_per_doc)
     ]
+    for editor in editors:
+        editor.apply_updates = apply_updates
     result = PhaseResult(docs=docs, editors_per_doc=editors_per_doc, duration=duration)
     await open_editors(editors)
     period = 1.0 / rate
@@ -511,3 +542,67 @@ async def _settled(rss: Callable[[], int], limit: float) -> int:
             return now
         last = now
     return last
+
+
+@dataclass
+class BigDocResult:
+    """What the memory phase measured: one document built from many edits."""
+
+    edits: int
+    doc_bytes: int  # length of the text the late joiner received, in UTF-8 bytes
+    build_seconds: float
+    rss_before: int
+    rss_after: int
+
+
+async def big_document(
+    base_url: str,
+    rss: Callable[[], int],
+    *,
+    edits: int = 100_000,
+    chunk: int = 10,
+    seed: int = 1,
+    settle: float = 10.0,
+) -> BigDocResult:
+    """Type ``edits`` edits of ``chunk`` characters into one document, then measure the server.
+
+    One editor types words at its cursor and jumps to a random place every 20
+    words (so the document is made of many items, as a typed one is), waiting for
+    the server to have read every 1,000 edits before it sends more. Once it is
+    done, a second editor joins and syncs the whole text (proving the server holds
+    it all); the first leaves; RSS is read once it has settled, with the joiner
+    still connected, so the server holds the document as it would with a reader.
+    """
+    tally = Tally()
+    url = f"{base_url}/big-document"
+    writer = Editor(0, 0, url, tally)
+    await open_editors([writer])
+    before = await _settled(rss, settle / 2)
+    rng = random.Random(seed)
+    cursor = 0
+    started = time.monotonic()
+    for n in range(edits):
+        if n % 20 == 0:
+            cursor = rng.randint(0, len(writer.text))
+        word = f"w{n:0{chunk - 2}d} "[-chunk:]
+        await writer.insert(cursor, word)
+        cursor += chunk
+        if n % 1000 == 999:
+            await writer.drain()  # never let the server's backlog grow without bound
+    await writer.drain()
+    expected = edits * chunk
+    for attempt in range(120):
+        # A server that queues what it reads (pycrdt-websocket) may answer the ping
+        # before it applied every update: join again until the whole text is there.
+        reader = Editor(1 + attempt, 0, url, tally)
+        await open_editors([reader], limit=120)
+        received = len(str(reader.text).encode())
+        if received >= expected:
+            break
+        await reader.close()
+        await asyncio.sleep(1)
+    build = time.monotonic() - started
+    await writer.close()
+    after = await _settled(rss, settle)
+    await reader.close()
+    return BigDocResult(edits, received, build, before, after)
