@@ -249,7 +249,7 @@ async def test_readyz_and_redis_up_follow_redis_going_and_coming_back(
 async def test_without_redis_there_is_no_redis_up(tmp_path: Path) -> None:
     # A process of its own: the gauge is global to a process, and other tests set it.
     server = ServerProcess(f"sqlite:///{tmp_path / 'collab.db'}", free_port(), tmp_path / "log")
-    await server.start()
+    await server.start(timeout=60)
     try:
         samples = await scrape(server.port)
     finally:
@@ -265,7 +265,7 @@ async def test_json_logs_are_one_object_per_line_with_doc_and_connection(
     server = ServerProcess(
         f"sqlite:///{tmp_path / 'collab.db'}", free_port(), log, flags=["--log-format", "json"]
     )
-    await server.start()
+    await server.start(timeout=60)
     name = f"logged-{secrets.token_hex(3)}"
     try:
         async with ws_connect(server.url(name)) as ws:
@@ -289,7 +289,7 @@ async def test_json_logs_are_one_object_per_line_with_doc_and_connection(
 async def test_text_logs_stay_the_default(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server = ServerProcess(f"sqlite:///{tmp_path / 'collab.db'}", free_port(), log)
-    await server.start()
+    await server.start(timeout=60)
     assert await server.terminate() == 0
     first = log.read_text().splitlines()[0]
     assert " INFO collab." in first
@@ -304,8 +304,8 @@ async def test_processes_sharing_a_metrics_dir_report_the_whole_server(tmp_path:
     db = f"sqlite:///{tmp_path / 'collab.db'}"
     one = ServerProcess(db, free_port(), tmp_path / "one.log", env=env)
     two = ServerProcess(db, free_port(), tmp_path / "two.log", env=env)
-    await one.start()
-    await two.start()
+    await one.start(timeout=60)
+    await two.start(timeout=60)
     try:
         name = f"workers-{secrets.token_hex(3)}"
         async with connect(one.url(name)) as alice, connect(one.url(name)) as bob:
@@ -354,7 +354,7 @@ async def test_one_scrape_of_collab_serve_workers_reports_both_workers(
         tmp_path / "workers.log",
         flags=[*flags, "--metrics-interval", "0.1"],
     )
-    await server.start()
+    await server.start(timeout=60)  # two workers start on a loaded machine
     try:
         await healthy(server.port)  # the parent holds the port before its workers listen
         name = f"workers-{secrets.token_hex(3)}"
@@ -394,8 +394,8 @@ async def test_a_killed_worker_stops_counting_in_the_gauges(tmp_path: Path) -> N
     db = f"sqlite:///{tmp_path / 'collab.db'}"
     one = ServerProcess(db, free_port(), tmp_path / "one.log", env=env)
     two = ServerProcess(db, free_port(), tmp_path / "two.log", env=env)
-    await one.start()
-    await two.start()
+    await one.start(timeout=60)
+    await two.start(timeout=60)
     try:
         async with connect(one.url(f"killed-{secrets.token_hex(3)}")) as alice:
             await alice.wait_synced()
