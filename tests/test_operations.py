@@ -161,6 +161,21 @@ async def test_a_bad_frame_and_a_bad_path_are_counted(server: RunningServer) -> 
     assert after["process_resident_memory_bytes"] > 0  # the process collector is there
 
 
+async def test_a_refused_token_is_counted_by_its_status(
+    serve_kind: ServeKind, config: Config
+) -> None:
+    async with serve_kind(config.replace(auth_secret="s" * 32)) as server:
+        before = await scrape(server.port)
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(f"ws://127.0.0.1:{server.port}/secret-notes"):
+                pass
+        status = refused.value.response.status_code
+        assert status == 401
+        after = await scrape(server.port)
+    assert delta(after, before, f'collab_handshakes_refused_total{{status="{status}"}}') == 1
+    assert delta(after, before, "collab_connections_opened_total") == 0
+
+
 async def test_healthz_answers_while_the_process_runs(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
         health = await http.get("/healthz")
