@@ -1,6 +1,6 @@
 """The ``collab`` command: run the server, and read, export, import, restore or delete history.
 
-Every subcommand but ``serve`` and ``migrate`` opens the store named by ``--db``
+Every subcommand but ``serve``, ``migrate`` and ``token`` opens the store named by ``--db``
 (default: the ``db_url`` of :class:`~collab.config.Config`, i.e. ``COLLAB_DB_URL``
 or ``sqlite:///collab.db``), does one thing and closes it; ``migrate`` upgrades
 that store's schema (or, with ``--check``, exits with :data:`EXIT_BEHIND` if it is
@@ -16,6 +16,9 @@ Texts and exports are written to stdout byte for byte: ``collab export DOC
 restore to the store itself, and refuses when a server listens at the configured
 address (``COLLAB_HOST``/``COLLAB_PORT``): a server holding the document would never
 see an entry written behind its back, and its next snapshot would drop it.
+
+``collab token DOC --mode read|write|admin [--ttl 1h] [--user NAME] [--secret S]``
+prints one signed token (:mod:`collab.policy.tokens`) and touches no store.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import datetime
 import importlib
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -41,6 +45,7 @@ from collab.history import patch
 from collab.history import versions as history
 from collab.history.export import FORMATS, Export, export, import_archive
 from collab.names import NAME_RULE, valid_name
+from collab.policy.tokens import MODES, mint
 from collab.store import DocumentInfo, NewEntry, Store, store_from_url
 from collab.store.sql import SqlStore
 
@@ -204,7 +209,56 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"change nothing; exit with {EXIT_BEHIND} if the store needs an upgrade, 0 if not",
     )
+    token = subs.add_parser(
+        "token",
+        help="mint an access token",
+        description="Print one signed token (a JWT) on one line, for editors "
+        "(ws://host/DOC?token=...) and API callers (Authorization: Bearer ...). It is signed "
+        "with --secret, else COLLAB_AUTH_SECRET (HS256), or with --private-key (ES256; the "
+        "server verifies it with --auth-public-key).",
+    )
+    token.add_argument(
+        "doc", metavar="DOC", help="a document name, a prefix ending in * (team-a/*), or *"
+    )
+    token.add_argument("--mode", required=True, choices=MODES, help="what the token allows")
+    token.add_argument(
+        "--ttl",
+        default="1h",
+        metavar="DURATION",
+        help="how long it is valid: 90s, 30m, 1h, 7d or seconds (default 1h; 0: never expires)",
+    )
+    token.add_argument("--user", metavar="NAME", help="the user (sub), recorded as the author")
+    token.add_argument("--secret", metavar="S", help="HS256 secret (default: COLLAB_AUTH_SECRET)")
+    token.add_argument("--private-key", metavar="PEM", help="sign with this ES256 private key file")
     return top
+
+
+def _duration(text: str) -> float | None:
+    """Seconds in ``90s``, ``30m``, ``1h``, ``7d`` or a number; ``None`` for 0 (never expires)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:], None)
+    number = raw[:-1] if scale is not None else raw
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"--ttl: {text!r} is not a duration (90s, 30m, 1h, 7d)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"--ttl: {text!r} is not a duration (90s, 30m, 1h, 7d)")
+    return value or None
+
+
+def _token(args: argparse.Namespace, config: Config) -> str:
+    ttl = _duration(args.ttl)
+    if args.private_key:
+        key, algorithm = Path(args.private_key).read_text(), "ES256"
+    else:
+        key, algorithm = args.secret or config.auth_secret, "HS256"
+        if not key:
+            raise ValueError("no secret: give --secret or set COLLAB_AUTH_SECRET")
+    return mint(
+        key, args.doc, args.mode, now=time.time(), ttl=ttl, user=args.user, algorithm=algorithm
+    )
 
 
 def _write(data: bytes | str) -> None:
@@ -451,6 +505,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             _configure_logging(args.log_level, config.log_format)
             # Imported here: the server pulls in websockets, which the history tools do not need.
             importlib.import_module("collab.server").run(config)
+            return
+        if args.command == "token":
+            print(_token(args, config))
             return
         if args.command == "restore" and args.server:
             asyncio.run(_restore_remote(args))

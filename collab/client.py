@@ -13,6 +13,14 @@ y-websocket's provider does.
         text += "hello"
         await client.wait_saved()   # with saved_acks=True: it is in the database
 
+With ``token=`` (from ``collab token``) the client authenticates: the token goes as
+``?token=`` and as ``Authorization: Bearer``. A read-only token still syncs and
+reads; the client's own edits stay local (``client.read_only`` turns True when the
+server says so). A permanent refusal, a close code 4400-4499 (4401 expired or bad
+token, 4403 forbidden, 4404 deleted, 4413 too large) or a handshake answered 400,
+401, 403 or 404, stops the reconnecting: waits raise :class:`PermanentlyClosed`
+naming the code and the reason, and :attr:`Client.error` holds it.
+
 With ``events=True`` the client also sends and receives typed room events
 (docs/protocol.md, "Room events"): ``await client.send_event({"typing": True})``
 and ``async for event in client.events(): ...`` (``event.sender``, ``event.data``).
@@ -39,7 +47,8 @@ from pycrdt import Doc, TransactionEvent
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import broadcast
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import Close
 
 from collab.core.awareness import AwarenessTable
 from collab.errors import CollabError, InvalidPayload, ProtocolError
@@ -86,6 +95,23 @@ class PermissionDenied(CollabError):
     """The server refused this client (an auth message); it does not reconnect."""
 
 
+#: Close codes after which retrying with the same credentials cannot help.
+PERMANENT_CODES = range(4400, 4500)
+#: Handshake answers that are as final (their close-code twins are 4000 + status).
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404})
+
+
+class PermanentlyClosed(CollabError):
+    """The server closed this client for good: a close code 4400-4499, or a handshake
+    refused with 400/401/403/404 (``code`` is then 4000 + the status). It does not
+    reconnect; a new token (or document) is needed."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"closed by the server with {code}: {reason or 'no reason given'}")
+        self.code = code
+        self.close_reason = reason
+
+
 class Client:
     """One document, kept in sync with a server. Use :func:`connect` to make one."""
 
@@ -100,8 +126,15 @@ class Client:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         max_message_size: int = 128 * 1024 * 1024,
+        token: str | None = None,
         ssl: SSLContext | None = None,
     ) -> None:
+        if token:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"token": token})
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        #: True once the server said this connection is read-only (edits stay local).
+        self.read_only = False
+        self._closed_by: Close | None = None
         if saved_acks:
             url += ("&" if "?" in url else "?") + "saved=1"
         if events:
@@ -167,12 +200,18 @@ class Client:
 
     # -- waiting ------------------------------------------------------------------------------
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the client stopped for good (:class:`PermanentlyClosed`, ...), else None."""
+        return self._error
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate()`` holds; it is re-checked after every change.
 
         Raises:
             TimeoutError: it did not hold within ``timeout`` seconds.
             PermissionDenied: the server refused this client.
+            PermanentlyClosed: the server closed it with a permanent code.
         """
         async with asyncio.timeout(timeout):
             while True:
@@ -288,6 +327,7 @@ class Client:
                     compression=None,
                     max_size=self._max_size,
                     open_timeout=10,
+                    additional_headers=self._headers,
                     **self._tls,
                 ) as ws:
                     backoff = self._backoff_initial
@@ -296,6 +336,12 @@ class Client:
                 self._error = exc
                 self._changed.set()
                 return
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in PERMANENT_STATUSES:
+                    self._stop(PermanentlyClosed(4000 + status, _reason(bytes(exc.response.body))))
+                    return
+                log.info("connection to %s refused: %s", self.url, exc)
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 log.info("connection to %s lost: %s", self.url, exc)
             except InvalidURI as exc:
@@ -309,6 +355,10 @@ class Client:
                 self._synced = False
                 self._awareness = AwarenessTable(AWARENESS_TIMEOUT)
                 self._changed.set()
+            closed_by, self._closed_by = self._closed_by, None
+            if closed_by is not None and closed_by.code in PERMANENT_CODES:
+                self._stop(PermanentlyClosed(closed_by.code, closed_by.reason))
+                return
             if not self._reconnect:
                 return
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
@@ -335,6 +385,12 @@ class Client:
             await ws.close(exc.close_code, exc.reason[:120])
         finally:
             renewer.cancel()
+            self._closed_by = ws.protocol.close_rcvd
+
+    def _stop(self, error: PermanentlyClosed) -> None:
+        log.warning("%s: %s; not reconnecting", self.url, error.reason)
+        self._error = error
+        self._changed.set()
 
     async def _receive(self, ws: ClientConnection, frame: bytes) -> None:
         message = protocol.decode(frame)
@@ -358,6 +414,10 @@ class Client:
                 self._acked = count
             case Event(payload):
                 self._receive_event(payload)
+            case Auth("read-only"):
+                # A read-only token: reading goes on, our edits were dropped by the server.
+                log.warning("%s is read-only: local edits are not saved", self.url)
+                self.read_only = True
             case Auth(reason):
                 raise PermissionDenied(f"permission denied: {reason}")
         self._changed.set()
@@ -414,7 +474,7 @@ async def _send_quietly(ws: ClientConnection, frame: bytes) -> None:
 async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://host:port/<document>``) for the ``async with`` block.
 
-    Options are :class:`Client`'s keyword arguments (``saved_acks``, ``events``,
+    Options are :class:`Client`'s keyword arguments (``token``, ``saved_acks``, ``events``,
     ``reconnect``, ``doc``, backoff bounds, ``ssl``: an ``ssl.SSLContext`` for a
     ``wss://`` server whose certificate the system does not trust).
     """
@@ -445,10 +505,22 @@ def _endpoint(url: str, doc: str, action: str) -> str:
     return f"{scheme}://{parts.netloc}{base}/api/docs/{path}/{action}"
 
 
-def _post(endpoint: str, body: bytes, content_type: str, timeout: float) -> dict[str, Any]:
-    request = urllib.request.Request(
-        endpoint, data=body, method="POST", headers={"Content-Type": content_type}
-    )
+def _reason(body: bytes | None) -> str:
+    """The ``error`` of a JSON error body, or the body as text."""
+    text = (body or b"").decode("utf-8", "replace")
+    try:
+        return str(json.loads(text).get("error", text))
+    except (ValueError, AttributeError):
+        return text.strip()
+
+
+def _post(
+    endpoint: str, body: bytes, content_type: str, timeout: float, token: str | None = None
+) -> dict[str, Any]:
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(endpoint, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             value: dict[str, Any] = json.loads(response.read())
@@ -474,12 +546,14 @@ async def edit(
     update: bytes | None = None,
     author: str | None = None,
     timeout: float = 60.0,
+    token: str | None = None,
 ) -> int:
     """Make one edit to ``doc`` on the server at ``url`` without connecting as an editor.
 
     Give exactly one of ``insert=(index, text)``, ``delete=(index, length)``,
     ``replace=text`` (with ``base``: the seq of the text it was derived from) or
-    ``update=bytes`` (a Yjs update). ``url`` is the server (``http://host:8000`` or
+    ``update=bytes`` (a Yjs update); ``token`` (``write``) is sent as a Bearer header.
+    ``url`` is the server (``http://host:8000`` or
     its ``ws://`` address). Returns the edit's log seq, once it is durable.
     Raises :class:`EditFailed` with the server's status and reason.
 
@@ -505,7 +579,7 @@ async def edit(
                 spec["base"] = base
         endpoint = _endpoint(url, doc, "text") + query
         body, content_type = json.dumps(spec).encode("utf-8"), "application/json"
-    reply = await asyncio.to_thread(_post, endpoint, body, content_type, timeout)
+    reply = await asyncio.to_thread(_post, endpoint, body, content_type, timeout, token)
     return int(reply["seq"])
 
 
@@ -516,6 +590,7 @@ async def restore(
     *,
     author: str | None = None,
     timeout: float = 60.0,
+    token: str | None = None,
 ) -> tuple[int, int]:
     """Restore ``doc`` to ``version`` (an id, or an ISO-8601 time) on the server at ``url``.
 
@@ -531,5 +606,6 @@ async def restore(
         json.dumps(spec).encode(),
         "application/json",
         timeout,
+        token,
     )
     return int(reply["seq"]), int(reply["restored_from"])

@@ -178,6 +178,9 @@ class Config:
     unload_grace_seconds: float = setting(
         30.0, "seconds a document nobody edits stays loaded before it is flushed and unloaded"
     )
+    deletion_poll_interval: float = setting(
+        2.0, "seconds between looks for documents deleted by another process (0: never look)"
+    )
 
     # Several processes (docs/deployment.md): Redis joins the processes that hold a document.
     redis_url: str | None = setting(

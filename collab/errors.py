@@ -50,6 +50,9 @@ sensitive.
     ├── NotFound             an HTTP path nothing answers 1008   404
     ├── DocumentExists       an archive import into a     1008   409
     │                        document the store holds
+    ├── DocumentDeleted      the document was deleted, or 4404   410
+    │                        the client holds content of a
+    │                        deleted incarnation of it
     └── InvalidRequest       a bad version, time, format  1008   400
                              or archive (also a ValueError)
 """
@@ -76,6 +79,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the client could not keep up; it resyncs on return
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
+    DELETED = 4404  # the document was deleted; the client's copy is of a deleted incarnation
     TOO_LARGE = 4413  # the document would pass max_doc_bytes: do not resend the same update
     TIMEOUT = 4408
 
@@ -249,6 +253,18 @@ class DocumentExists(CollabError):
 
     close_code = CloseCode.POLICY_VIOLATION
     http_status = 409
+
+
+class DocumentDeleted(CollabError):
+    """The document was deleted while this editor had it open, or the editor holds content
+    of a deleted incarnation of the name (the deleted-document guard, collab.core.guard).
+
+    Permanent: retrying with the same copy of the document is refused again; the
+    client must drop its copy (or keep it elsewhere) before it opens the name anew.
+    """
+
+    close_code = CloseCode.DELETED
+    http_status = 410
 
 
 class InvalidRequest(CollabError, ValueError):

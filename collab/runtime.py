@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from collab.config import Config
-from collab.core import metrics
+from collab.core import deletion, metrics
 from collab.core.gate import Gate
 from collab.core.journal import Journal
 from collab.core.observer import DocumentObserver
@@ -77,6 +77,15 @@ class Runtime:
     async def store_ready(self) -> None:
         """A cheap query (one indexed lookup); raises StoreError when the store fails."""
         await self.store.document(_READINESS_PROBE)
+
+    async def delete_document(self, doc: str) -> bool:
+        """Delete ``doc`` (``DELETE /api/docs/{doc}``): its editors are closed with 4404,
+        the store keeps only its tombstone, and watchers are told once that is durable.
+        ``False`` when there was no such document."""
+        if not await deletion.delete_document(self.rooms, self.store, doc):
+            return False
+        self.document_deleted(doc)
+        return True
 
     def document_deleted(self, doc: str) -> None:
         """Tell whoever watches documents (webhooks: ``document.deleted``) that ``doc``
@@ -225,7 +234,11 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             router.add(metrics_http.route(runtime.shared_metrics))
             if webhooks is not None:
                 webhooks.text_of = runtime.text_of
+            router.add(api.delete_route(config, runtime.delete_document))
+            watcher = deletion.DeletionWatcher(rooms, the_store, config)
+            await watcher.start()
             runtime.tasks = [
+                asyncio.create_task(watcher.run(), name="collab deletions"),
                 asyncio.create_task(runtime._tick(), name="collab tick"),
                 asyncio.create_task(runtime._thin_history(), name="collab retention"),
             ]

@@ -16,7 +16,7 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from collab.client import connect
+from collab.client import PermanentlyClosed, connect
 from collab.config import Config
 from collab.policy.tokens import mint
 from collab.wire import protocol
@@ -275,3 +275,60 @@ async def test_the_http_fallback_passes_the_same_gate(server: Server) -> None:
         opened = await http.post("/_http/notes", params={"token": token("notes")})
         assert opened.status_code == 201
         await eventually(lambda: server.rooms.get("notes") is not None)
+
+
+async def test_the_python_client_sends_its_token_and_stops_on_a_permanent_code(
+    server: Server,
+) -> None:
+    base = f"ws://127.0.0.1:{server.port}/notes"
+    async with connect(base, token=token("notes", user="pat"), saved_acks=True) as client:
+        await client.wait_synced()
+        client.doc.get("text", type=Text).insert(0, "by pat")
+        await client.wait_saved()
+    assert {e.user for e in (await server.store.load("notes")).entries} == {"pat"}
+
+    # Refused at the handshake: no retry, the reason is the server's.
+    async with connect(base, backoff_initial=0.01) as anonymous:
+        with pytest.raises(PermanentlyClosed) as refused_info:
+            await anonymous.wait_synced()
+        assert refused_info.value.code == 4401
+        assert "token is required" in refused_info.value.reason
+        assert anonymous.error is refused_info.value
+
+    # Closed with 4401 when the token expires: no retry either.
+    async with connect(base, token=token("notes", ttl=2), backoff_initial=0.01) as expiring:
+        await expiring.wait_synced()
+        with pytest.raises(PermanentlyClosed) as expired:
+            await expiring.wait_for(lambda: False, timeout=10)
+        assert (expired.value.code, expired.value.close_reason) == (4401, "token expired")
+        await asyncio.sleep(0.3)  # a retrying client would be back by now (10 ms backoff)
+        assert expiring.connections == 1 and not expiring.connected
+
+
+async def test_the_python_client_with_a_read_token_stays_and_learns_it_is_read_only(
+    server: Server,
+) -> None:
+    base = f"ws://127.0.0.1:{server.port}/notes"
+    async with connect(base, token=token("notes", "read")) as reader:
+        await reader.wait_synced()
+        reader.doc.get("text", type=Text).insert(0, "nope")
+        await reader.wait_for(lambda: reader.read_only)
+        assert reader.connected and reader.error is None
+    room = server.rooms.get("notes")
+    assert room is None or text_of(room.doc) == ""
+
+
+async def test_the_python_client_does_not_retry_after_a_permanent_close(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with serve_kind(config.replace(max_doc_bytes=2000)) as running:
+        address = f"ws://127.0.0.1:{running.port}/big"
+        async with connect(address, backoff_initial=0.01) as client:
+            await client.wait_synced()
+            client.doc.get("text", type=Text).insert(0, "x" * 5000)
+            with pytest.raises(PermanentlyClosed) as info:
+                await client.wait_for(lambda: False, timeout=10)
+            assert info.value.code == 4413
+            # The handshake would be admitted again (and its step 2 refused again).
+            await asyncio.sleep(0.3)
+            assert client.connections == 1 and not client.connected

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +30,19 @@ class Db:
     versions: list[history.Version]
 
 
-def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("COLLAB_DB_URL", None)
+def run(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environ.pop("COLLAB_DB_URL", None)
+    if env is None:
+        environ.pop("COLLAB_AUTH_SECRET", None)
     return subprocess.run(
         [sys.executable, "-m", "collab", *args],
         input=stdin,
         capture_output=True,
         cwd=ROOT,
-        env=env,
+        env=environ,
         timeout=60,
         check=False,
     )
@@ -240,3 +245,30 @@ def test_a_bad_name_is_refused_with_one_line(tmp_path: Path, name: str) -> None:
     message = failed("show", name, "--db", f"sqlite:///{tmp_path / 'empty.db'}")
     assert message.startswith("collab: error: invalid document name: ")
     assert message.count("\n") == 1 and message.endswith(f"(got {name!r})\n")
+
+
+def test_token_prints_one_token_the_server_accepts() -> None:
+    from collab.errors import Unauthorized
+    from collab.policy.tokens import Verifier
+
+    secret = "cli-secret-0123456789abcdef0123456789abcdef"
+    out = ok(
+        "token", "team-a/*", "--mode", "write", "--ttl", "2h", "--user", "ann", "--secret", secret
+    )
+    assert out.endswith(b"\n") and out.count(b"\n") == 1
+    grant = Verifier(secret).verify(out.decode().strip(), time.time())
+    assert (grant.doc, grant.mode, grant.user) == ("team-a/*", "write", "ann")
+    assert grant.expires_at is not None and 7100 < grant.expires_at - time.time() <= 7201
+    with pytest.raises(Unauthorized):
+        Verifier(secret + "x").verify(out.decode().strip(), time.time())
+    # The secret from the environment; --ttl 0: no expiry.
+    env_out = run(
+        "token", "notes", "--mode", "read", "--ttl", "0", env={"COLLAB_AUTH_SECRET": secret}
+    )
+    assert env_out.returncode == 0, env_out.stderr
+    assert Verifier(secret).verify(env_out.stdout.decode().strip(), 2e10).expires_at is None
+    assert "no secret" in failed("token", "notes", "--mode", "read", code=1)
+    assert "not a duration" in failed(
+        "token", "n", "--mode", "read", "--ttl", "x", "--secret", "s", code=1
+    )
+    assert "invalid choice" in failed("token", "n", "--mode", "owner", "--secret", "s", code=2)

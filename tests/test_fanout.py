@@ -161,10 +161,14 @@ async def test_redis_restarted_mid_session_converges_without_reconnecting(
 
 
 edits = st.tuples(st.just("edit"), st.sampled_from("ab"), st.text("xyz", min_size=1, max_size=3))
-operations = st.lists(st.one_of(edits, st.just(("outage", "", ""))), min_size=1, max_size=10)
+#: At most two outage toggles per example: each costs a Redis restart and a reconnection.
+operations = st.lists(st.one_of(edits, st.just(("outage", "", ""))), min_size=1, max_size=8).filter(
+    lambda ops: sum(op == "outage" for op, _, _ in ops) <= 2
+)
 
 
-@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.timeout(300)
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 async def test_random_edits_and_redis_outages_converge(
     redis_server: RedisServer, ops: list[tuple[str, str, str]]
@@ -205,9 +209,12 @@ async def test_random_edits_and_redis_outages_converge(
             rooms[side].receive(editors[side], Update(replica.get_update(before)))
         if redis_server.proc is None:
             await redis_server.start()
-        await eventually(lambda: text_of(rooms["a"].doc) == text_of(rooms["b"].doc), 20)
-        typed = "".join(text for op, _, text in ops if op == "edit")
-        assert sorted(text_of(rooms["a"].doc)) == sorted(typed)
+        typed = sorted("".join(text for op, _, text in ops if op == "edit"))
+        # Every edit reaches both rooms (once: the characters are counted), in one order.
+        await eventually(
+            lambda: all(sorted(text_of(room.doc)) == typed for room in rooms.values()), 20
+        )
+        assert text_of(rooms["a"].doc) == text_of(rooms["b"].doc)
         for side in "ab":  # each local editor was sent everything the other side typed
             replica = replicas[side]
             for message in editors[side].outbox:

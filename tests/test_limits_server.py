@@ -256,3 +256,22 @@ async def test_every_way_out_gives_the_place_back(config: Config, serve_kind: Se
         await eventually(lambda: server.runtime.gate.connections.total == 0)
         ws, _ = await synced(doc_url(server, "notes"))
         await ws.close()
+
+
+async def test_an_http_edit_past_max_doc_bytes_gets_413_and_changes_nothing(
+    config: Config, serve_kind: ServeKind
+) -> None:
+    async with serve_kind(config.replace(max_doc_bytes=4_000)) as server:
+        async with NodePeer(f"ws://127.0.0.1:{server.port}", "notes") as node:
+            await node.wait_synced()
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+                small = {"insert": {"index": 0, "text": "fits"}}
+                assert (await http.post("/api/docs/notes/text", json=small)).status_code == 200
+                await node.wait_text("fits")
+                big = {"insert": {"index": 4, "text": "x" * 5_000}}
+                answer = await http.post("/api/docs/notes/text", json=big)
+                assert answer.status_code == 413, answer.text
+                assert "max_doc_bytes" in answer.json()["error"]
+                assert (await http.get("/api/docs/notes/text")).json()["text"] == "fits"
+            await coedit(server, node, " still")
+            assert await node.text() == ">fits still"

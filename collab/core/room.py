@@ -24,8 +24,15 @@ from pycrdt import Doc, TransactionEvent, get_state
 
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
+from collab.core.guard import Guard
 from collab.core.relay import Relay
-from collab.errors import DocumentTooLarge, InvalidPayload, ProtocolError, ReadOnly
+from collab.errors import (
+    DocumentDeleted,
+    DocumentTooLarge,
+    InvalidPayload,
+    ProtocolError,
+    ReadOnly,
+)
 from collab.wire import protocol
 from collab.wire.protocol import (
     Auth,
@@ -39,6 +46,7 @@ from collab.wire.protocol import (
     SyncStep2,
     Update,
 )
+from collab.wire.vectors import check_update_header, decode_state_vector
 
 log = logging.getLogger("collab.room")
 
@@ -119,6 +127,8 @@ class Room:
         #: Told of every change local editors make; set by Rooms when processes are joined.
         self.relay: Relay | None = None
         self._delta: bytes | None = None
+        #: Set when the name has deleted incarnations (collab.core.guard); None costs nothing.
+        self.guard: Guard | None = None
         self._subscription = doc.observe(self._on_transaction)
 
     def attach_log(self, log: Log) -> None:
@@ -155,15 +165,24 @@ class Room:
             InvalidPayload: the state vector, update or awareness cannot be decoded.
             ReadOnly: a read-only editor sent an update or step 2 that would change
                 the document; nothing was applied (one that would not is ignored).
+            DocumentDeleted: the message holds content of a deleted incarnation of this
+                document (the guard); nothing of it was applied.
             DocumentTooLarge: the update would grow the state past ``max_bytes``;
                 the document is untouched.
         """
         match message:
             case Update(update):
+                self._check_update(update)
                 self._apply(peer, update, frame)
             case SyncStep2(update):
+                self._check_update(update)
                 self._apply(peer, update, None)
             case SyncStep1(state_vector):
+                # Our own decoding first: Yrs reserves memory for whatever client count a
+                # state vector claims, which a few hostile bytes make take a second.
+                decode_state_vector(state_vector)
+                if self.guard is not None:
+                    self.guard.check_state_vector(state_vector, self.doc.get_state())
                 try:
                     missing = self.doc.get_update(state_vector)
                 except ValueError as exc:
@@ -209,6 +228,11 @@ class Room:
         self.doc.unobserve(self._subscription)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_update(self, update: bytes) -> None:
+        check_update_header(update)
+        if self.guard is not None:
+            self.guard.check_update(update, self.doc.get_state())
 
     def _apply(self, peer: Peer, update: bytes, frame: bytes | None) -> None:
         metrics.UPDATES_RECEIVED.value += 1
@@ -313,6 +337,13 @@ class Room:
         Raises:
             InvalidPayload: pycrdt cannot apply ``update`` (the Doc is unchanged).
         """
+        if self.guard is not None:
+            try:
+                self.guard.check_update(update, self.doc.get_state())
+            except DocumentDeleted as exc:
+                # A process that has not noticed the deletion yet: its room is stale.
+                log.warning("%s: dropped an update from another process: %s", self.name, exc)
+                return
         self._delta = None
         try:
             with self.doc.transaction(origin=REMOTE):

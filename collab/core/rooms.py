@@ -8,6 +8,11 @@ for ``unload_grace_seconds`` and is then flushed (every update durable, a final
 snapshot) and dropped. A caller arriving during an unload waits for it and then
 loads the document afresh, so nobody is ever served a half-unloaded room.
 
+Deleting a document (:func:`collab.core.deletion.delete_document`) holds the
+name (:meth:`Rooms.deleting`): arrivals wait until the deletion is durable, then
+load the new, empty incarnation with the deleted one's tombstone as its guard
+(:mod:`collab.core.guard`).
+
 With a relay (several processes, collab.core.relay), a loaded room joins it
 before its first editor is served: it catches up with what the processes that
 hold the document have and the store does not yet, and it leaves the relay when
@@ -17,15 +22,18 @@ it is unloaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from collab.config import Config
 from collab.core import metrics
+from collab.core.guard import Guard
 from collab.core.relay import RoomRelay
 from collab.core.room import Log, Room
+from collab.errors import CollabError
 from collab.store import Store
 from collab.store.replay import replay
 
@@ -73,6 +81,9 @@ class Rooms:
         self._holders: dict[str, int] = {}
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
+        self._deleting: dict[str, asyncio.Event] = {}
+        #: name -> the newest tombstone id when it was loaded (Loaded.incarnation).
+        self._incarnations: dict[str, int] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._rooms
@@ -97,6 +108,10 @@ class Rooms:
             StoreError: the document could not be loaded.
         """
         while True:
+            deleting = self._deleting.get(name)
+            if deleting is not None:
+                await deleting.wait()
+                continue
             unloading = self._unloading.get(name)
             if unloading is not None:
                 await asyncio.shield(unloading)
@@ -122,6 +137,8 @@ class Rooms:
     def release(self, room: Room) -> None:
         """Stop holding ``room``; unload it after the grace period if nobody else holds it."""
         name = room.name
+        if self._rooms.get(name) is not room:
+            return  # evicted (its document deleted) while held: nothing left to release
         count = self._holders.get(name, 0) - 1
         if count > 0:
             self._holders[name] = count
@@ -147,6 +164,49 @@ class Rooms:
         if self._unloading:
             await asyncio.gather(*self._unloading.values(), return_exceptions=True)
 
+    def incarnation(self, name: str) -> int | None:
+        """The newest tombstone id of ``name`` when its loaded room was loaded (0: none);
+        ``None`` if it is not loaded. A tombstone with a larger id ended that room's document."""
+        return self._incarnations.get(name) if name in self._rooms else None
+
+    @contextlib.asynccontextmanager
+    async def deleting(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name`` while its document is deleted: :meth:`acquire` waits until the
+        block ends. Deletions of one name take turns."""
+        while (busy := self._deleting.get(name)) is not None:
+            await busy.wait()
+        done = self._deleting[name] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._deleting[name]
+            done.set()
+
+    async def evict(self, name: str, exc: CollabError) -> bytes | None:
+        """Close every editor of ``name`` with ``exc`` and unload its room now (flush and
+        snapshot). Returns the room's final state vector, or ``None`` if it was not loaded.
+        Use inside :meth:`deleting`, so nobody loads it again meanwhile."""
+        room = self._rooms.get(name)
+        if room is None:
+            unloading = self._unloading.get(name)
+            if unloading is not None:
+                await asyncio.shield(unloading)
+            return None
+        for peer in list(room.peers):
+            fail = getattr(peer, "fail", None)  # sessions; an HTTP edit has no connection
+            if fail is not None:
+                fail(exc)
+        state = room.doc.get_state()
+        self._holders.pop(name, None)
+        timer = self._unload_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self._start_unload(name, force=True)
+        unloading = self._unloading.get(name)
+        if unloading is not None:
+            await asyncio.shield(unloading)
+        return state
+
     async def _load(self, name: str) -> Room:
         loaded = await self._store.load(name)
         doc = replay(loaded.snapshot, loaded.entries)
@@ -161,6 +221,8 @@ class Rooms:
             max_bytes=self._config.max_doc_bytes,
             size=stored,  # what it was rebuilt from: at least its state's length
         )
+        room.guard = Guard.from_tombstones(t.state_vector for t in loaded.tombstones)
+        self._incarnations[name] = loaded.incarnation
         # A long log since the last snapshot counts toward the next one, so the next
         # load of this document is fast.
         document_log = self._journal.open(
@@ -183,6 +245,7 @@ class Rooms:
         room = self._rooms.pop(name, None)
         if room is None:
             return
+        self._incarnations.pop(name, None)
         metrics.DOCUMENTS_LOADED.value -= 1
         document_log = self._logs.pop(name)
         if self._relay is not None:

@@ -538,10 +538,15 @@ async def apply_retention(store: Store, config: Config, doc: str, now: float) ->
 
 
 async def delete(store: Store, doc: str) -> None:
-    """Delete ``doc``, its log and its snapshots. Raises :class:`UnknownDocument`.
+    """Delete ``doc``, its log and its snapshots, keeping a tombstone of what it held (its
+    state vector, for the deleted-document guard). Raises :class:`UnknownDocument`.
 
-    A room that holds the document live would write it again on its next edit:
-    delete documents nobody has open.
+    This is the store-level deletion (``collab delete``). A server that has the
+    document open notices it within ``deletion_poll_interval``, closes its editors
+    with 4404 and deletes whatever they wrote meanwhile (collab.core.deletion); a
+    server deletes through ``DELETE /api/docs/{doc}`` itself.
     """
-    if not await store.delete(doc):
+    loaded = await store.load(doc)
+    state = replay(loaded.snapshot, loaded.entries).get_state()
+    if not await store.delete(doc, state_vector=state):
         raise UnknownDocument(f"no document named {doc!r}")

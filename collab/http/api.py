@@ -13,6 +13,7 @@ document name and may hold ``/`` (``/api/docs/team-a/notes/text``). The routes
     GET /api/docs/{doc}/diff?from=VERSION|TIME[&to=VERSION|TIME]
     GET /api/docs/{doc}/export?format=txt|md|json[&at=...][&all_history=1]
     GET /api/docs/{doc}/attribution[?at=...]
+    DELETE /api/docs/{doc}          (needs admin; see :func:`delete_route`)
 
 ``TIME`` is ISO-8601 (UTC when it has no zone); ``to`` and ``at`` default to now.
 Each needs a ``read`` token for ``{doc}`` while authentication is on (the router
@@ -27,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from collab.config import Config
-from collab.errors import InvalidRequest, NotFound
+from collab.errors import InvalidRequest, NotFound, UnknownDocument
 from collab.history import versions as history
 from collab.history.export import export
 from collab.http.messages import HttpRequest, HttpResponse, json_response
@@ -36,7 +37,7 @@ from collab.names import parse_path
 from collab.policy.tokens import Grant
 from collab.store import Store
 
-__all__ = ["attachment", "document_of", "respond", "route"]
+__all__ = ["attachment", "delete_route", "document_of", "respond", "route"]
 
 _PREFIX = "/api/"
 
@@ -172,6 +173,29 @@ async def respond(
             }
         )
     return await _ROUTES[_parts(path)[-1]](store, config, doc, query)
+
+
+def delete_route(config: Config, delete: Callable[[str], Awaitable[bool]]) -> Route:
+    """``DELETE /api/docs/{doc}``: ``delete(doc)`` (the runtime's: editors closed with 4404,
+    the document and its history gone, a tombstone kept), answered ``200 {"deleted": doc}``,
+    or 404 when there is no such document. The route needs ``admin``."""
+
+    def document(path: str) -> str:
+        rest = path[len(_DOCS) :].strip("/")
+        if not rest:
+            raise NotFound("DELETE needs a document: /api/docs/{doc}")
+        return parse_path("/" + rest, config)
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        doc = document(request.path)
+        if not await delete(doc):
+            raise UnknownDocument(f"no document named {doc!r}")
+        return json_response({"deleted": doc})
+
+    return Route(prefix(_DOCS), frozenset({"DELETE"}), handler, needs="admin", document=document)
+
+
+_DOCS = "/api/docs/"
 
 
 def route(store: Store, config: Config) -> Route:

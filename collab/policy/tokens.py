@@ -195,7 +195,10 @@ def mint(
         claims["exp"] = math.ceil(now + ttl)
     if user:
         claims["sub"] = user
-    return jwt.encode(claims, key, algorithm=algorithm)
+    try:
+        return jwt.encode(claims, key, algorithm=algorithm)
+    except (jwt.InvalidKeyError, jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot sign with this key ({algorithm}): {exc}") from None
 
 
 def token_of(query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:

@@ -162,7 +162,9 @@ class _Connection(asyncio.Protocol):
             return None
         self._h11.receive_data(b"")
         self._readable.set()
-        return True  # keep the write side open to finish a response
+        # Keep the write side open to finish a response (TLS has no half-close: there
+        # asyncio closes the connection after EOF whatever we say, and warns if we say it).
+        return None if self.listener.tls is not None else True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True

@@ -16,7 +16,14 @@ from pycrdt import get_state
 from collab.errors import InvalidPayload, ProtocolError
 from collab.wire.protocol import read_var_uint, write_var_uint
 
-__all__ = ["StateVector", "decode_state_vector", "encode_state_vector", "merge", "update_ends"]
+__all__ = [
+    "StateVector",
+    "check_update_header",
+    "decode_state_vector",
+    "encode_state_vector",
+    "merge",
+    "update_ends",
+]
 
 #: client id -> clock: every struct of that client below the clock is known.
 StateVector = dict[int, int]
@@ -65,10 +72,11 @@ def merge(vectors: Iterable[Mapping[int, int]]) -> StateVector:
 
 
 def update_ends(update: bytes) -> StateVector:
-    """Per client whose structs ``update`` carries, the clock just past its last one.
+    """Per client whose structs in ``update`` start at clock 0, the clock past its last one.
 
-    Computed by Yrs (``pycrdt.get_state``), which parses the whole update; a
-    client's structs in an update are contiguous and end there.
+    Computed by Yrs (``pycrdt.get_state``), which parses the whole update. Like
+    Yjs's ``encodeStateVectorFromUpdate`` it leaves out clients whose structs start
+    later (an incremental update): those are not a state, only a range.
 
     Raises:
         InvalidPayload: ``update`` is not a Yjs v1 update.
@@ -78,3 +86,27 @@ def update_ends(update: bytes) -> StateVector:
     except Exception:  # pycrdt raises bare ValueError / RuntimeError / PanicException
         raise InvalidPayload("invalid update") from None
     return decode_state_vector(vector)
+
+
+def check_update_header(update: bytes) -> None:
+    """Refuse an update whose first counts cannot be true, before Yrs reads it.
+
+    A v1 update starts with the number of clients and the first client's number of
+    structs; each takes at least a byte of what follows. Yrs sizes its work by the
+    counts it reads, so a dozen random bytes claiming 2**50 clients stall the
+    process for a second or more (measured with pycrdt 0.14.13: up to 1.8 s for
+    14 bytes; state vectors likewise). Two varUint reads: cheap for every update.
+
+    Raises:
+        InvalidPayload: a count larger than the update.
+    """
+    try:
+        clients, pos = read_var_uint(update, 0)
+        if clients > len(update):
+            raise ProtocolError(f"claims {clients} clients in {len(update)} bytes")
+        if clients:
+            structs, pos = read_var_uint(update, pos)
+            if structs > len(update):
+                raise ProtocolError(f"claims {structs} structs in {len(update)} bytes")
+    except ProtocolError as exc:
+        raise InvalidPayload(f"invalid update: {exc.reason}") from None

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import launch
 from launch import ALL_SERVERS, LABELS, SERVERS, RssSampler, ServerProcess, start_server
-from load import PhaseResult, idle_connections, run_phase
+from load import BigDocResult, PhaseResult, big_document, idle_connections, run_phase
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -56,7 +56,7 @@ TARGET_P99_MS = {"A": 5.0, "B": 10.0}
 TARGET_CPU_RATIO = {"yjs": 0.8, "pycrdt": 1 / 3}
 SHORT = {"yjs": "yjs", "pycrdt": "pycrdt"}
 TARGET_IDLE_KIB = 32.0
-PHASE_NAMES = ("A", "B", "PA", "PB", "idle")
+PHASE_NAMES = ("A", "B", "PA", "PB", "idle", "mem")
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,22 @@ class Plan:
     idle_connections: int
     idle_docs: int
     rate: float = 2.0
+    #: Memory phase: one document built from this many edits of 10 characters.
+    big_edits: int = 100_000
     #: Presence phases: cursor moves per second per editor, beside ``presence_typing`` edits/s.
     presence_rate: float = 5.0
     presence_typing: float = 1.0
 
 
 FULL = Plan(duration=30, phase_a=(10, 10), phase_b=(1, 50), idle_connections=1000, idle_docs=10)
-QUICK = Plan(duration=5, phase_a=(4, 5), phase_b=(1, 20), idle_connections=200, idle_docs=10)
+QUICK = Plan(
+    duration=5,
+    phase_a=(4, 5),
+    phase_b=(1, 20),
+    idle_connections=200,
+    idle_docs=10,
+    big_edits=10_000,
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,10 @@ async def load_phase(server: ServerProcess, plan: Plan, phase: Phase, seed: int)
     result.server_cpu_seconds = cpu["stop"] - cpu["start"]
     result.server_peak_rss = max(await sampler.stop(), server.peak_rss())
     return result
+
+
+async def memory_phase(server: ServerProcess, plan: Plan, seed: int) -> BigDocResult:
+    return await big_document(server.url, server.rss, edits=plan.big_edits, seed=seed)
 
 
 async def idle_phase(server: ServerProcess, plan: Plan) -> IdleResult:
@@ -323,8 +336,19 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def verdicts(phases: dict[str, dict[str, PhaseResult]], idle: dict[str, IdleResult]) -> list[str]:
+def verdicts(
+    phases: dict[str, dict[str, PhaseResult]],
+    idle: dict[str, IdleResult],
+    memory: dict[str, BigDocResult] | None = None,
+) -> list[str]:
     out = []
+    memory = memory or {}
+    if "collab" in memory and "pycrdt" in memory:
+        held, peer_held = memory["collab"].rss_after / MiB, memory["pycrdt"].rss_after / MiB
+        out.append(
+            f"memory: collab RSS {held:.1f} MiB <= pycrdt-websocket's {peer_held:.1f} MiB: "
+            f"{_yes(held <= peer_held)}"
+        )
     for name, phase in phases.items():
         collab = phase.get("collab")
         if collab is None:
@@ -340,9 +364,9 @@ def verdicts(phases: dict[str, dict[str, PhaseResult]], idle: dict[str, IdleResu
             missed = collab.missing + collab.presence_missing
             out.append(f"phase {name}: collab missed {missed} deliveries: NO")
         cost = cpu_per_presence_us if presence else cpu_per_delivery_us
-        mine = cost(collab)
+        mine: float | None = cost(collab)
         for peer in PEERS:
-            theirs = cost(phase[peer]) if peer in phase else None
+            theirs: float | None = cost(phase[peer]) if peer in phase else None
             if mine is None or not theirs or (presence and peer != "yjs"):
                 continue
             ratio, target = mine / theirs, TARGET_CPU_RATIO[peer]
@@ -442,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = [p for p in load_phases(plan) if p.name in wanted]
     results: dict[str, dict[str, PhaseResult]] = {}
     idle: dict[str, IdleResult] = {}
+    memory: dict[str, BigDocResult] = {}
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
         for phase in phases:
             sink = results.setdefault(phase.name, {})
@@ -460,6 +485,13 @@ def main(argv: list[str] | None = None) -> int:
                 workdir = Path(tmp) / f"{kind}-idle"
                 idle_body = partial(idle_phase, plan=plan)
                 idle[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, idle_body)
+
+        if "mem" in wanted:
+            for kind in kinds:
+                print(f"memory phase on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-mem"
+                mem_body = partial(memory_phase, plan=plan, seed=args.seed)
+                memory[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
 
     store = "no store" if args.pycrdt_store == "none" else "SQLiteYStore"
     collab_store = "SQLite store" if args.collab_db is None else f"store {args.collab_db}"
@@ -485,7 +517,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
-    for line in verdicts(results, idle):
+    if memory:
+        mem_rows: list[tuple[str, dict[str, float | None], int]] = [
+            ("document (KiB of text)", {k: r.doc_bytes / 1024 for k, r in memory.items()}, 0),
+            ("seconds to type it", {k: r.build_seconds for k, r in memory.items()}, 1),
+            ("RSS before (MiB)", {k: r.rss_before / MiB for k, r in memory.items()}, 1),
+            ("RSS holding it (MiB)", {k: r.rss_after / MiB for k, r in memory.items()}, 1),
+        ]
+        title = f"Memory: one document built from {plan.big_edits:,} edits of 10 characters"
+        print(render(title, mem_rows, kinds) + "\n")
+    for line in verdicts(results, idle, memory):
         print(line)
     if args.json:
         data = {
@@ -505,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for name, phase in results.items()
             },
+            "memory": {k: r.__dict__ for k, r in memory.items()},
             "idle": {
                 k: r.__dict__ | {"kib_per_connection": r.kib_per_connection}
                 for k, r in idle.items()

@@ -34,13 +34,15 @@ YJS_SERVER = YJS_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "ser
 #: ``collab-base`` is ``collab serve`` from another checkout (``--baseline-repo``),
 #: to compare a change with what it replaces in one sitting.
 SERVERS = ("pycrdt", "yjs", "collab")
-ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-asgi", "collab-base")
+#: ``collab-memory`` is ``collab serve --db memory://``: collab without its store's cost.
+ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-memory", "collab-asgi", "collab-base")
 LABELS = {
     "pycrdt": "pycrdt-websocket",
     "yjs": "@y/websocket-server",
     "collab": "collab",
     "collab-asgi": "collab ASGI",
     "collab-base": "collab baseline",
+    "collab-memory": "collab memory://",
 }
 #: The checkout ``collab-base`` runs from (set by fanout.py's --baseline-repo).
 BASELINE_REPO: Path | None = None
@@ -68,6 +70,11 @@ def server_command(
             *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
             *("--http", "httptools", "--ws", "websockets-sansio", "--loop", "uvloop"),
             *("--ws-max-size", str(128 * 1024 * 1024), "--ws-per-message-deflate", "false"),
+        ]
+    if kind == "collab-memory":
+        return [
+            *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", "memory://"),
         ]
     if kind == "collab-base":
         return [
@@ -171,6 +178,9 @@ def start_server(
     # Every simulated editor connects from 127.0.0.1: the per-IP limit would refuse the
     # idle phase's thousand. (A variable, not a flag: an older checkout ignores it.)
     env["COLLAB_MAX_CONNECTIONS_PER_IP"] = "none"
+    # The memory and saturation phases type faster than one person can: the per-editor
+    # message rate limit (200/s, 1008 past it) is for people, not for this generator.
+    env["COLLAB_MESSAGES_PER_SECOND"] = "1000000"
     if kind == "yjs":
         env["HOST"], env["PORT"] = "127.0.0.1", str(port)
     if kind == "collab-asgi":

@@ -211,6 +211,24 @@ class Editor:
             await self._ws.send(create_update_message(update))
         self._outgoing.clear()
 
+    async def insert(self, position: int, text: str) -> None:
+        """Insert ``text`` at ``position`` and send the update (no latency bookkeeping)."""
+        assert self._ws is not None
+        self._local = True
+        try:
+            self.text.insert(position, text)
+        finally:
+            self._local = False
+        for update in self._outgoing:
+            await self._ws.send(create_update_message(update))
+        self._outgoing.clear()
+
+    async def drain(self) -> None:
+        """Wait until the server answered a ping: everything sent before it has been read."""
+        assert self._ws is not None
+        pong = await self._ws.ping()
+        await asyncio.wait_for(pong, 600)
+
     async def move_cursor(self, token: bytes, receivers: int) -> None:
         """Send a new awareness state (a cursor at a random spot) carrying ``token``."""
         assert self._ws is not None
@@ -511,3 +529,67 @@ async def _settled(rss: Callable[[], int], limit: float) -> int:
             return now
         last = now
     return last
+
+
+@dataclass
+class BigDocResult:
+    """What the memory phase measured: one document built from many edits."""
+
+    edits: int
+    doc_bytes: int  # length of the text the late joiner received, in UTF-8 bytes
+    build_seconds: float
+    rss_before: int
+    rss_after: int
+
+
+async def big_document(
+    base_url: str,
+    rss: Callable[[], int],
+    *,
+    edits: int = 100_000,
+    chunk: int = 10,
+    seed: int = 1,
+    settle: float = 10.0,
+) -> BigDocResult:
+    """Type ``edits`` edits of ``chunk`` characters into one document, then measure the server.
+
+    One editor types words at its cursor and jumps to a random place every 20
+    words (so the document is made of many items, as a typed one is), waiting for
+    the server to have read every 1,000 edits before it sends more. Once it is
+    done, a second editor joins and syncs the whole text (proving the server holds
+    it all); the first leaves; RSS is read once it has settled, with the joiner
+    still connected, so the server holds the document as it would with a reader.
+    """
+    tally = Tally()
+    url = f"{base_url}/big-document"
+    writer = Editor(0, 0, url, tally)
+    await open_editors([writer])
+    before = await _settled(rss, settle / 2)
+    rng = random.Random(seed)
+    cursor = 0
+    started = time.monotonic()
+    for n in range(edits):
+        if n % 20 == 0:
+            cursor = rng.randint(0, len(writer.text))
+        word = f"w{n:0{chunk - 2}d} "[-chunk:]
+        await writer.insert(cursor, word)
+        cursor += chunk
+        if n % 1000 == 999:
+            await writer.drain()  # never let the server's backlog grow without bound
+    await writer.drain()
+    expected = edits * chunk
+    for attempt in range(120):
+        # A server that queues what it reads (pycrdt-websocket) may answer the ping
+        # before it applied every update: join again until the whole text is there.
+        reader = Editor(1 + attempt, 0, url, tally)
+        await open_editors([reader], limit=120)
+        received = len(str(reader.text).encode())
+        if received >= expected:
+            break
+        await reader.close()
+        await asyncio.sleep(1)
+    build = time.monotonic() - started
+    await writer.close()
+    after = await _settled(rss, settle)
+    await reader.close()
+    return BigDocResult(edits, received, build, before, after)

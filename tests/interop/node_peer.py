@@ -125,6 +125,22 @@ class NodePeer:
         reply = await self.request("wait_text", contains=part, timeout=seconds * 1000)
         return str(reply["text"])
 
+    async def closes(self) -> list[tuple[int, str]]:
+        """Every close the peer's sockets saw, in order: (code, reason)."""
+        return [(int(c), str(r)) for c, r in (await self.request("closes"))["closes"]]
+
+    async def wait_close(self, code: int, count: int = 1, seconds: float = 5.0) -> None:
+        """Wait until ``count`` of the peer's connections were closed with ``code``."""
+        await self.request("wait_close", code=code, count=count, timeout=seconds * 1000)
+
+    async def disconnect(self) -> None:
+        """``provider.disconnect()``: close and stop reconnecting."""
+        await self.request("disconnect")
+
+    async def connect(self) -> None:
+        """``provider.connect()``: connect again (and keep reconnecting)."""
+        await self.request("connect")
+
     async def set_awareness(self, state: dict[str, Any] | None) -> None:
         await self.request("set_awareness", state=state)
 

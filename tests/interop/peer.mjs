@@ -25,6 +25,9 @@
 //   {"cmd": "seen"}        -> {"types": [message types received, in order, deduplicated],
 //                             "logged": [every console.error / console.warn line],
 //                             "opens": WebSockets opened, "closes": [[code, reason], ...]}
+//   {"cmd": "closes"}      -> {"closes": [[code, reason], ...]} every close the socket saw
+//   {"cmd": "wait_close", "code": c, "count": n, "timeout": ms}  until n closes with code c
+//   {"cmd": "disconnect"} / {"cmd": "connect"}    the provider's own disconnect()/connect()
 //   {"cmd": "close"}                              -> replies, then exits
 
 import * as readline from 'node:readline'
@@ -43,7 +46,8 @@ if (!serverUrl || !docName) {
 // server sent it nothing it does not understand (y-websocket logs unknown message types).
 const seenTypes = []
 const logged = []
-const closes = []
+const closes = []  // [code, reason] of every close event, in order
+const closeWaiters = new Set()
 let opens = 0
 for (const level of ['error', 'warn']) {
   const original = console[level]
@@ -53,7 +57,10 @@ class RecordingWebSocket extends WebSocket {
   constructor (...args) {
     super(...args)
     this.addEventListener('open', () => { opens++ })
-    this.addEventListener('close', (event) => { closes.push([event.code, String(event.reason)]) })
+    this.addEventListener('close', (event) => {
+      closes.push([event.code, String(event.reason)])
+      for (const waiter of closeWaiters) waiter()
+    })
     this.addEventListener('message', (event) => {
       const bytes = new Uint8Array(event.data)
       // The first varUint of a frame is its type; every type y-websocket knows is < 128.
@@ -139,6 +146,22 @@ const handlers = {
     return { states: statesObject() }
   },
   seen: async () => ({ types: seenTypes, logged, opens, closes }),
+  closes: async () => ({ closes }),
+  wait_close: async ({ code, count = 1, timeout = 5000 }) => {
+    const check = () => closes.filter(([c]) => c === code).length >= count
+    await new Promise((resolve, reject) => {
+      if (check()) return resolve()
+      const waiter = () => { if (check()) { closeWaiters.delete(waiter); clearTimeout(timer); resolve() } }
+      const timer = setTimeout(() => {
+        closeWaiters.delete(waiter)
+        reject(new Error(`timeout; closes: ${JSON.stringify(closes)}`))
+      }, timeout)
+      closeWaiters.add(waiter)
+    })
+    return { closes }
+  },
+  disconnect: async () => { provider.disconnect(); return {} },
+  connect: async () => { provider.connect(); return {} },
   close: async () => {
     provider.destroy()
     doc.destroy()
