@@ -29,12 +29,15 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -44,6 +47,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import launch
+import load
 from launch import (
     ALL_SERVERS,
     LABELS,
@@ -54,6 +58,8 @@ from launch import (
     start_server,
 )
 from load import BigDocResult, PhaseResult, big_document, idle_connections, run_phase
+
+from collab.policy.tokens import mint
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -643,6 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated phases to run (default all: {','.join(PHASE_NAMES)})",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="collab servers require tokens (COLLAB_AUTH_SECRET); every editor sends one",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--profile",
@@ -658,6 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global COLLAB_DB
     COLLAB_DB = args.collab_db
+    if args.auth:
+        # Servers inherit the environment (launch.start_server); the others ignore it.
+        secret = secrets.token_urlsafe(48)
+        os.environ["COLLAB_AUTH_SECRET"] = secret
+        token = mint(secret, "*", "write", now=time.time(), ttl=None, user="bench")
+        load.URL_QUERY = f"?token={token}"
 
     plan = QUICK if args.quick else FULL
     if args.duration is not None:

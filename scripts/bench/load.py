@@ -52,6 +52,11 @@ AWARENESS = 1
 STEP1, STEP2, UPDATE = 0, 1, 2
 
 
+#: Appended to every editor's URL: ``?token=...`` when the run has authentication on
+#: (``fanout.py --auth``), else empty.
+URL_QUERY = ""
+
+
 class StampedConnection(ClientConnection):
     """A client connection that stamps each complete data frame as the socket delivers it.
 
@@ -150,7 +155,7 @@ class Editor:
         # No compression: neither server should spend CPU on deflate in this comparison,
         # and the generator must stay light. Pings from the server are still answered.
         ws = await connect(
-            self.url,
+            self.url + URL_QUERY,
             compression=None,
             max_size=None,
             ping_interval=None,
