@@ -448,7 +448,8 @@ class SqlStore:
             raise
 
     def _bring_to_head(self, conn: sa.Connection) -> SchemaState:
-        state = schema.inspect(conn)
+        # At head (every start but the first after an upgrade): no need for Alembic.
+        state = schema.quick_state(conn) or schema.inspect(conn)
         if state.up_to_date:
             return state
         # An empty database only gets tables: there is nothing of the operator's to change.
