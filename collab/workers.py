@@ -37,6 +37,7 @@ from types import FrameType
 
 from collab.config import Config, settings
 from collab.fanout import check_processes
+from collab.http.metrics import prepare_dir
 
 __all__ = ["supervise"]
 
@@ -70,9 +71,11 @@ def supervise(config: Config) -> int:
     """
     check_processes(config)
     placeholder, port = _reserve_port(config)
-    # metrics_dir is the observability setting (collab.http.metrics) the workers share.
-    given_dir: str = getattr(config, "metrics_dir", "")
-    own_dir = None if given_dir else tempfile.mkdtemp(prefix="collab-metrics-")
+    # The workers share a directory for their metrics (collab.http.metrics): the one
+    # given, emptied of an earlier run's files (their counts are not this run's), or ours.
+    if config.metrics_dir:
+        prepare_dir(config.metrics_dir)
+    own_dir = None if config.metrics_dir else tempfile.mkdtemp(prefix="collab-metrics-")
     config = config.replace(port=port)
     base = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
     for s in settings():

@@ -43,13 +43,14 @@ class ServerProcess:
         self.env = dict(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start the process and wait (up to ``timeout`` s) until its port accepts."""
         env = {**os.environ, "PYTHONPATH": str(ROOT), "COLLAB_DB_URL": self.db_url, **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(timeout):
             while True:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited: {self.log.read_text()}")

@@ -272,3 +272,32 @@ def test_token_prints_one_token_the_server_accepts() -> None:
         "token", "n", "--mode", "read", "--ttl", "x", "--secret", "s", code=1
     )
     assert "invalid choice" in failed("token", "n", "--mode", "owner", "--secret", "s", code=2)
+
+
+def test_token_signs_with_an_es256_private_key(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from collab.policy.tokens import Verifier
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    out = ok("token", "notes", "--mode", "admin", "--private-key", str(pem))
+    assert (
+        Verifier(public_key=public.decode()).verify(out.decode().strip(), time.time()).mode
+        == "admin"
+    )
+    missing = failed("token", "notes", "--mode", "read", "--private-key", str(tmp_path / "no"))
+    assert "no" in missing and "Traceback" not in missing
+    pem.write_text("not a key")
+    assert "cannot sign" in failed("token", "notes", "--mode", "read", "--private-key", str(pem))

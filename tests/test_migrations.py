@@ -428,3 +428,28 @@ def test_collab_migrate_failures_are_one_line(tmp_path: Path) -> None:
     line = one_line_error(collab("migrate", "--db", f"sqlite:///{tmp_path}/no/such/dir.db"))
     assert "unable to open database file" in line
     assert "keeps nothing on disk" in one_line_error(collab("migrate", "--db", "memory://"))
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    """schema.quick_state trusts this parse; Alembic must agree on every release."""
+    assert schema.head_from_files() == schema.head()
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic (with Mako, Pygments) is ~11 MiB of a server's memory: only needed to migrate."""
+    code = (
+        "import asyncio, sys\n"
+        "from collab.store.sql import SqlStore\n"
+        "async def main():\n"
+        f"    store = SqlStore('sqlite:///{tmp_path / 'h.db'}')\n"
+        "    await store.open()\n"
+        "    await store.append([])\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    run = [sys.executable, "-c", code]
+    first = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
+    assert first.stdout.strip() == "True"  # an empty database: Alembic creates the tables
+    again = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
+    assert again.stdout.strip() == "False"

@@ -9,6 +9,7 @@ before and after; processes started fresh (workers, logs) are read absolutely.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import signal
@@ -58,6 +59,18 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.05)
+
+
+async def healthy(port: int, timeout: float = 60.0) -> None:
+    """Wait until ``GET /healthz`` answers 200 on ``port``."""
+    async with asyncio.timeout(timeout), httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
 
 
 def text_of(client: Client) -> str:
@@ -148,6 +161,21 @@ async def test_a_bad_frame_and_a_bad_path_are_counted(server: RunningServer) -> 
     assert after["process_resident_memory_bytes"] > 0  # the process collector is there
 
 
+async def test_a_refused_token_is_counted_by_its_status(
+    serve_kind: ServeKind, config: Config
+) -> None:
+    async with serve_kind(config.replace(auth_secret="s" * 32)) as server:
+        before = await scrape(server.port)
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(f"ws://127.0.0.1:{server.port}/secret-notes"):
+                pass
+        status = refused.value.response.status_code
+        assert status == 401
+        after = await scrape(server.port)
+    assert delta(after, before, f'collab_handshakes_refused_total{{status="{status}"}}') == 1
+    assert delta(after, before, "collab_connections_opened_total") == 0
+
+
 async def test_healthz_answers_while_the_process_runs(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
         health = await http.get("/healthz")
@@ -236,7 +264,7 @@ async def test_readyz_and_redis_up_follow_redis_going_and_coming_back(
 async def test_without_redis_there_is_no_redis_up(tmp_path: Path) -> None:
     # A process of its own: the gauge is global to a process, and other tests set it.
     server = ServerProcess(f"sqlite:///{tmp_path / 'collab.db'}", free_port(), tmp_path / "log")
-    await server.start()
+    await server.start(timeout=60)
     try:
         samples = await scrape(server.port)
     finally:
@@ -252,7 +280,7 @@ async def test_json_logs_are_one_object_per_line_with_doc_and_connection(
     server = ServerProcess(
         f"sqlite:///{tmp_path / 'collab.db'}", free_port(), log, flags=["--log-format", "json"]
     )
-    await server.start()
+    await server.start(timeout=60)
     name = f"logged-{secrets.token_hex(3)}"
     try:
         async with ws_connect(server.url(name)) as ws:
@@ -276,7 +304,7 @@ async def test_json_logs_are_one_object_per_line_with_doc_and_connection(
 async def test_text_logs_stay_the_default(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server = ServerProcess(f"sqlite:///{tmp_path / 'collab.db'}", free_port(), log)
-    await server.start()
+    await server.start(timeout=60)
     assert await server.terminate() == 0
     first = log.read_text().splitlines()[0]
     assert " INFO collab." in first
@@ -291,8 +319,8 @@ async def test_processes_sharing_a_metrics_dir_report_the_whole_server(tmp_path:
     db = f"sqlite:///{tmp_path / 'collab.db'}"
     one = ServerProcess(db, free_port(), tmp_path / "one.log", env=env)
     two = ServerProcess(db, free_port(), tmp_path / "two.log", env=env)
-    await one.start()
-    await two.start()
+    await one.start(timeout=60)
+    await two.start(timeout=60)
     try:
         name = f"workers-{secrets.token_hex(3)}"
         async with connect(one.url(name)) as alice, connect(one.url(name)) as bob:
@@ -326,6 +354,54 @@ async def test_processes_sharing_a_metrics_dir_report_the_whole_server(tmp_path:
                 server.kill()
 
 
+async def test_one_scrape_of_collab_serve_workers_reports_both_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    # What an earlier run left: not this server's counts.
+    stale = {"collab_connections_opened_total": 1000, "pid": 1, "final": True}
+    (shared / "1.json").write_text(json.dumps(stale))
+    flags = ["--workers", "2", "--redis-url", redis_server.url, "--metrics-dir", str(shared)]
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 'collab.db'}",
+        free_port(),
+        tmp_path / "workers.log",
+        flags=[*flags, "--metrics-interval", "0.1"],
+    )
+    await server.start(timeout=60)  # two workers start on a loaded machine
+    try:
+        await healthy(server.port)  # the parent holds the port before its workers listen
+        name = f"workers-{secrets.token_hex(3)}"
+        async with contextlib.AsyncExitStack() as stack:
+            landed: dict[str, int] = {}
+            async with asyncio.timeout(30):
+                while len(landed) < 2 or min(landed.values()) < 2:
+                    ws = await stack.enter_async_context(ws_connect(server.url(name)))
+                    await ws.recv()  # joined: step 1
+                    assert ws.response is not None
+                    worker = ws.response.headers["X-Collab-Worker"]
+                    landed[worker] = landed.get(worker, 0) + 1
+            total = sum(landed.values())
+
+            async def everyone_counted() -> bool:
+                return (await scrape(server.port))["collab_connections_open"] == total
+
+            await until(everyone_counted)
+            # Each scrape is a new TCP connection, which the kernel gives either worker:
+            # every answer covers both (if one reported itself alone, some would be short).
+            for _ in range(12):
+                samples = await scrape(server.port)
+                assert samples["collab_workers"] == 2
+                assert samples["collab_connections_open"] == total
+                assert samples["collab_connections_opened_total"] == total
+                assert samples["collab_redis_up"] == 1
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(server.proc.wait, 60)
+
+
 async def test_a_killed_worker_stops_counting_in_the_gauges(tmp_path: Path) -> None:
     shared = tmp_path / "metrics"
     shared.mkdir()
@@ -333,8 +409,8 @@ async def test_a_killed_worker_stops_counting_in_the_gauges(tmp_path: Path) -> N
     db = f"sqlite:///{tmp_path / 'collab.db'}"
     one = ServerProcess(db, free_port(), tmp_path / "one.log", env=env)
     two = ServerProcess(db, free_port(), tmp_path / "two.log", env=env)
-    await one.start()
-    await two.start()
+    await one.start(timeout=60)
+    await two.start(timeout=60)
     try:
         async with connect(one.url(f"killed-{secrets.token_hex(3)}")) as alice:
             await alice.wait_synced()

@@ -270,6 +270,27 @@ def test_silent_presence_expires() -> None:
     assert b.outbox[-1] == awareness(9, 5, "null")
 
 
+def test_a_changed_awareness_frame_goes_on_as_it_came() -> None:
+    room = make_room()
+    a, b = FakePeer("a"), FakePeer("b")
+    room.join(a)
+    room.join(b)
+    move = protocol.encode(awareness(7, 1, '{"cursor":1}'))
+    room.receive(a, protocol.decode(move), move)
+    assert b.frames[-1] is move  # the fast path: validated, not re-encoded
+    # Two entries of which one changed: only the change goes on, encoded afresh.
+    both = protocol.encode(
+        Awareness(
+            protocol.encode_awareness(
+                [AwarenessEntry(7, 1, '{"cursor":1}'), AwarenessEntry(8, 1, '{"cursor":2}')]
+            )
+        )
+    )
+    room.receive(a, protocol.decode(both), both)
+    assert b.frames[-1] is not both
+    assert b.outbox[-1] == awareness(8, 1, '{"cursor":2}')
+
+
 def test_garbage_awareness_is_not_relayed() -> None:
     room = make_room()
     a, b = FakePeer("a"), FakePeer("b")

@@ -18,11 +18,20 @@
 //   to `websocketRetryMax`): a plain WebSocket that receives one message means the way
 //   is open again, and the page moves back to WebSocket.
 //
+// A close code 4400-4499 (4401 a missing, bad or expired token, 4403 forbidden, 4404
+// deleted, 4413 too large) is permanent: retrying with the same token cannot help, so
+// both providers stop (y-websocket's shouldReconnect) and the connection emits 'closed'
+// ({code, reason}) for the page to say why, and tries no transport again. A
+// WebSocket handshake the server refused (401/403) reaches the page only as a silent
+// close; the HTTP probe that follows hears the reason and stops the same way. The auth
+// message (type 2) is emitted as 'permission-denied' (reason: 'read-only' for a read token).
+//
 // Switching never touches the Y.Doc: the new transport starts with the usual state-vector
 // exchange, so each side sends only what the other lacks.
 
 import { WebsocketProvider } from 'y-websocket'
 import { Awareness } from 'y-protocols/awareness'
+import * as authProtocol from 'y-protocols/auth'
 import { ObservableV2 } from 'lib0/observable'
 import { HttpProvider } from './httpprovider.js'
 import { docPath } from './api.js'
@@ -79,7 +88,13 @@ export class Connection extends ObservableV2 {
     for (const provider of [this.websocket, this.http]) {
       provider.on('status', (event) => { if (provider === this.provider) this.emit('status', [event]) })
       provider.on('sync', (synced) => { if (provider === this.provider) this.emit('sync', [synced]) })
-      provider.on('closed', (event) => { if (provider === this.provider) this.emit('closed', [event]) })
+      provider.on('closed', (event) => { if (provider === this.provider) this._closed(event) })
+    }
+    this.http.on('permission-denied', (reason) => this.emit('permission-denied', [reason]))
+    this.websocket.messageHandlers[2] = (_encoder, decoder, provider) => {
+      authProtocol.readAuthMessage(decoder, provider.doc, (_doc, reason) => {
+        this.emit('permission-denied', [reason])
+      })
     }
     this.websocket.on('status', ({ status }) => {
       if (status === 'connecting') this._startAttempt(this.websocket.ws)
@@ -119,6 +134,14 @@ export class Connection extends ObservableV2 {
     this.http.destroy()
     this.awareness.destroy()
     super.destroy()
+  }
+
+  /** Closed for good (a permanent code): no more attempts on either transport. */
+  _closed (event) {
+    this.mode = 'closed'
+    clearTimeout(this._retryTimer)
+    this._closeProbe()
+    this.emit('closed', [event])
   }
 
   // -- WebSocket first ----------------------------------------------------------------------
@@ -168,7 +191,7 @@ export class Connection extends ObservableV2 {
   }
 
   _probeWebsocket () {
-    if (this.transport !== 'http') return
+    if (this.transport !== 'http' || this.mode === 'closed') return
     // A plain WebSocket on the document: the server greets every editor at once, so one
     // message proves the way is open. It closes normally, as a visit that changed nothing.
     const socket = new WebSocket(this.websocket.url)

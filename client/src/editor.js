@@ -14,6 +14,7 @@ import { Connection } from './connection.js'
 import { TextareaBinding } from './binding.js'
 import { roomEvents, typingIndicator, typingLine } from './events.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
+import { pageToken, tokenClaims } from './token.js'
 
 /** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
 export function defaultServerUrl (loc = window.location) {
@@ -36,9 +37,14 @@ export function defaultServerUrl (loc = window.location) {
  * @param {'auto'|'websocket'|'http'} [options.transport] 'auto' (default): WebSocket, and the
  *        HTTP fallback when the network refuses it
  * @param {boolean} [options.offline] keep the document in IndexedDB (default true)
+ * @param {string|null} [options.token] access token (default: ?token= of the page URL), sent
+ *        with every connection; a `read` token makes the textarea read-only
+ * @param {boolean} [options.readOnly] show the text read-only (default: from the token; the
+ *        server's auth message 'read-only' turns it on too)
  * @returns {{doc: Y.Doc, text: Y.Text, provider: Connection, binding: TextareaBinding,
  *            persistence: IndexeddbPersistence|null, storedText: () => Promise<string>,
- *            state: () => {status: string, synced: boolean, unsynced: number, transport: string},
+ *            state: () => {status: string, synced: boolean, unsynced: number, transport: string,
+ *                           readOnly: boolean, closed: string|null},
  *            events: {send: Function, on: Function, id: Function}, typing: () => string[],
  *            destroy: () => void}}
  */
@@ -55,7 +61,9 @@ export function mountEditor (textarea, options) {
     : new IndexeddbPersistence(storageName, doc)
   // "synced" on the status line means "the server has it", not "another tab has it":
   // the connection has no BroadcastChannel between tabs.
-  const provider = new Connection(serverUrl, docName, doc, { transport, params: { events: '1' } })
+  const token = options.token === undefined ? pageToken() : options.token
+  const params = token ? { events: '1', token } : { events: '1' }
+  const provider = new Connection(serverUrl, docName, doc, { transport, params })
   const events = roomEvents(provider)
   const { awareness } = provider
 
@@ -63,6 +71,13 @@ export function mountEditor (textarea, options) {
   let everConnected = false
   let closedReason = null
   let unsynced = 0
+  let readOnly = options.readOnly ?? tokenClaims(token).mode === 'read'
+  const showReadOnly = () => {
+    textarea.readOnly = readOnly
+    textarea.dataset.readonly = String(readOnly)
+    if (readOnly) textarea.placeholder = 'Read-only: this link lets you read, not edit.'
+  }
+  showReadOnly()
 
   const render = () => {
     const el = options.status
@@ -70,6 +85,7 @@ export function mountEditor (textarea, options) {
     let state, label
     el.dataset.transport = provider.transport
     const via = provider.transport === 'http' ? ' · http fallback' : ''
+    el.dataset.readonly = String(readOnly)
     if (closedReason !== null) {
       state = 'closed'
       label = `disconnected · ${closedReason}`
@@ -86,6 +102,7 @@ export function mountEditor (textarea, options) {
       state = 'offline'
       label = `offline · ${unsynced} unsynced edit${unsynced === 1 ? '' : 's'}`
     }
+    if (readOnly && state !== 'closed') label += ' · read-only'
     el.dataset.state = state
     el.textContent = label
   }
@@ -123,8 +140,15 @@ export function mountEditor (textarea, options) {
   })
   provider.on('transport', render)
   provider.on('closed', ({ code, reason }) => {
-    closedReason = reason || `the server refused this document (${code})`
+    closedReason = reason ? `${reason} (${code})` : `the server refused this document (${code})`
     render()
+  })
+  provider.on('permission-denied', (reason) => {
+    if (reason === 'read-only' && !readOnly) {
+      readOnly = true
+      showReadOnly()
+      render()
+    }
   })
   doc.on('update', (_update, origin) => {
     const local = origin === binding.origin || origin === binding.undoManager
@@ -196,7 +220,9 @@ export function mountEditor (textarea, options) {
       copy.destroy()
       return stored
     },
-    state: () => ({ status, synced: provider.synced, unsynced, transport: provider.transport }),
+    state: () => ({
+      status, synced: provider.synced, unsynced, transport: provider.transport, readOnly, closed: closedReason
+    }),
     destroy () {
       typing.destroy()
       binding.destroy()

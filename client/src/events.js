@@ -47,8 +47,8 @@ export function roomEvents (connection) {
       encoding.writeVarUint(encoder, messageEvent)
       encoding.writeVarString(encoder, JSON.stringify(to === null ? { data } : { data, to }))
       const frame = encoding.toUint8Array(encoder)
-      if (provider.ws) { // y-websocket
-        if (!provider.wsconnected) return false
+      if ('wsconnected' in provider) { // y-websocket (its ws is null while offline)
+        if (!provider.wsconnected || !provider.ws) return false
         provider.ws.send(frame)
         return true
       }

@@ -2,6 +2,7 @@
 // A document exists once someone edits it, so "create" just opens the editor.
 
 import { docPath, formatWhen, listDocuments } from './api.js'
+import { withToken } from './token.js'
 
 // The server's rule (collab/names.py): segments joined by '/', none empty, '.' or '..'.
 const SEGMENT = /^[A-Za-z0-9._~:@+=,-]+$/
@@ -28,7 +29,7 @@ export async function mountHome (root) {
       input.focus()
       return
     }
-    window.location.assign(`/d/${docPath(name)}`)
+    window.location.assign(withToken(`/d/${docPath(name)}`))
   })
 
   try {
@@ -40,7 +41,7 @@ export async function mountHome (root) {
     listEl.replaceChildren(...docs.map((d) => {
       const li = document.createElement('li')
       const a = document.createElement('a')
-      a.href = `/d/${docPath(d.name)}`
+      a.href = withToken(`/d/${docPath(d.name)}`)
       a.className = 'doc-name'
       a.textContent = d.name
       const meta = document.createElement('span')
@@ -48,7 +49,7 @@ export async function mountHome (root) {
       meta.textContent = [d.updated ? formatWhen(d.updated) : null, d.size !== null ? `${d.size} chars` : null]
         .filter(Boolean).join(' · ')
       const history = document.createElement('a')
-      history.href = `/history/${docPath(d.name)}`
+      history.href = withToken(`/history/${docPath(d.name)}`)
       history.className = 'secondary'
       history.textContent = 'History'
       li.append(a, meta, history)

@@ -191,7 +191,7 @@ export class HttpProvider extends ObservableV2 {
     const response = await fetch(this.url + (query ? `?${query}` : ''), { method: 'POST', cache: 'no-store' })
     const body = await jsonOf(response)
     if (response.status >= 400 && response.status < 500) {
-      // The server refused this document (a bad name, later: no permission): for good.
+      // The server refused this document (a bad name, no or a bad token): for good.
       throw new SessionGone(4000 + response.status, body.error || `HTTP ${response.status}`)
     }
     if (!response.ok || typeof body.session !== 'string') throw new Error(`HTTP ${response.status}`)
@@ -286,8 +286,10 @@ export class HttpProvider extends ObservableV2 {
         encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(
           this.awareness, Array.from(this.awareness.getStates().keys())))
       } else if (type === messageAuth) {
-        authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) =>
-          console.warn(`Permission denied to access ${this.url}.\n${reason}`))
+        authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) => {
+          console.warn(`Permission denied to access ${this.url}.\n${reason}`)
+          this.emit('permission-denied', [reason])
+        })
       } else if (this.messageHandlers[type]) {
         this.messageHandlers[type](encoder, decoder, this)
       }

@@ -7,6 +7,7 @@
 import { mountEditor } from './editor.js'
 import { mountHistory } from './history.js'
 import { mountHome } from './home.js'
+import { withToken } from './token.js'
 
 export { mountEditor, defaultServerUrl } from './editor.js'
 export { TextareaBinding, diff } from './binding.js'
@@ -20,6 +21,8 @@ export function docNameFromPath (pathname = window.location.pathname) {
 
 function start () {
   const page = document.body.dataset.collabPage
+  // Links between the pages keep the page's ?token= (the lists and exports add it too).
+  for (const a of document.querySelectorAll('a[href^="/"]')) a.setAttribute('href', withToken(a.getAttribute('href')))
   if (page === 'home') {
     mountHome(document.body)
   } else if (page === 'editor') {

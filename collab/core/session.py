@@ -53,7 +53,7 @@ from collab.errors import (
 )
 from collab.policy.limits import Slot, TokenBucket
 from collab.wire import protocol
-from collab.wire.protocol import Auth, Event, Saved, Update
+from collab.wire.protocol import Auth, Awareness, Event, Saved, Update
 
 __all__ = ["Identity", "Session", "Transport", "close_reason"]
 
@@ -199,7 +199,8 @@ class Session:
                 event = self._events.check(message.payload, time.monotonic(), self.wants_events)
                 events.relay(self, _sessions(room), event)
                 return
-            room.receive(self, message, data if isinstance(message, Update) else None)
+            forwardable = isinstance(message, (Update, Awareness))
+            room.receive(self, message, data if forwardable else None)
         except ReadOnly:
             self._refuse_write()
         except CollabError as exc:

@@ -72,7 +72,7 @@ TopicCheck = Callable[[str], bool]
 
 
 def every_topic(topic: str) -> bool:
-    """The topic check while collab has no authentication: every document is open."""
+    """The topic check of a peer that may see every document (auth off, or a ``*`` token)."""
     return True
 
 

@@ -23,19 +23,23 @@ revision.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command, context
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 
 from collab.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic (with Mako and Pygments, ~11 MiB of a server's memory) is imported only by the
+# functions that need it: a store already at head is recognised without it (quick_state).
 
 #: Alembic's script directory: env.py, script.py.mako and versions/.
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -106,6 +110,8 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
     With ``connection``, env.py runs every command on it (inside the caller's
     transaction); without, on the URL given as ``-x db=URL`` (developers' commands).
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -114,7 +120,63 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 @functools.cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
+
+
+@functools.cache
+def head_from_files() -> str | None:
+    """The head revision read from versions/*.py without Alembic, or None if unsure.
+
+    Each revision file assigns ``revision`` and ``down_revision`` at module level
+    (docs/storage.md); the head is the one revision no other names as its parent.
+    Anything else (a merge revision, several heads, a file that does not parse)
+    gives None, and callers ask Alembic instead.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            return None
+        found: dict[str, object] = {}
+        for node in tree.body:
+            target: ast.expr | None = node.target if isinstance(node, ast.AnnAssign) else None
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+            value = getattr(node, "value", None)
+            if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+                found[target.id] = value.value
+        revision, parent = found.get("revision"), found.get("down_revision", ...)
+        if not isinstance(revision, str) or not (parent is None or isinstance(parent, str)):
+            return None
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def quick_state(conn: sa.Connection) -> SchemaState | None:
+    """The state of a database already at head, found without Alembic; None otherwise.
+
+    One read of ``alembic_version``: exactly one row naming the head revision of
+    :func:`head_from_files` means up to date (what :func:`inspect` would say). For
+    anything else, call :func:`inspect`.
+    """
+    newest = head_from_files()
+    if newest is None:
+        return None
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None  # an empty or pre-Alembic database: inspect says what to do
+    rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    if [row[0] for row in rows] != [newest]:
+        return None
+    return SchemaState(newest, newest, ())
 
 
 def head() -> str:
@@ -142,6 +204,8 @@ def inspect(conn: sa.Connection) -> SchemaState:
     it does not know (a newer collab wrote it), one at several revisions, one with a
     ``schema_version`` other than 1, or one with collab's tables and no version.
     """
+    from alembic.runtime.migration import MigrationContext
+
     newest = head()
     current = MigrationContext.configure(conn).get_current_heads()
     if not current:
@@ -184,6 +248,9 @@ def upgrade(conn: sa.Connection, state: SchemaState) -> None:
     """
     if state.up_to_date:
         return
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     config = alembic_config(conn)
     try:
         if state.legacy:
@@ -206,6 +273,9 @@ def run_env(metadata: sa.MetaData) -> None:
     developer runs ``alembic``. ``metadata`` (the code's tables) is what
     ``alembic revision --autogenerate`` compares the database with.
     """
+    from alembic import context
+    from alembic.util.exc import CommandError
+
     if context.is_offline_mode():
         raise CommandError("collab's migrations run against a database, not as SQL scripts")
     connection = context.config.attributes.get("connection")
@@ -232,6 +302,8 @@ async def _run_on_url(url: str, metadata: sa.MetaData) -> None:
 
 
 def _run_migrations(connection: sa.Connection, metadata: sa.MetaData) -> None:
+    from alembic import context
+
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -43,7 +43,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -57,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from collab.errors import StoreError
 from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone, schema
 from collab.store.schema import SchemaState
-from collab.store.sqlite_append import SqliteAppender
+from collab.store.sqlite_append import SqliteAppender, WriterThread
 
 #: The tables this code reads and writes, as of the head revision. A change here ships
 #: with a revision in collab/store/migrations/versions/ (tests/test_migrations.py fails
@@ -390,7 +389,7 @@ class SqlStore:
         # SQLite only: a plain (sync) engine and one thread that runs every append,
         # through plain sqlite3 when the URL is a plain file path.
         self._sync_engine: sa.Engine | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: WriterThread | None = None
         self._appender: SqliteAppender | None = None
 
     @property
@@ -433,7 +432,7 @@ class SqlStore:
                 sa.event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
                 self._sync_engine = sa.create_engine(self.url.set(drivername="sqlite"))
                 sa.event.listen(self._sync_engine, "connect", _set_sqlite_pragmas)
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="collab-sqlite-writer")
+                self._writer = WriterThread("collab-sqlite-writer")
                 path = self.url.database
                 if path and path != ":memory:" and not self.url.query:
                     self._appender = SqliteAppender(
@@ -449,7 +448,8 @@ class SqlStore:
             raise
 
     def _bring_to_head(self, conn: sa.Connection) -> SchemaState:
-        state = schema.inspect(conn)
+        # At head (every start but the first after an upgrade): no need for Alembic.
+        state = schema.quick_state(conn) or schema.inspect(conn)
         if state.up_to_date:
             return state
         # An empty database only gets tables: there is nothing of the operator's to change.
@@ -520,7 +520,7 @@ class SqlStore:
         async with self._errors("close"):
             if writer is not None:
                 if appender is not None:
-                    await asyncio.get_running_loop().run_in_executor(writer, appender.close)
+                    await writer.run(appender.close)
                 await asyncio.to_thread(writer.shutdown)
             if sync_engine is not None:
                 sync_engine.dispose()
@@ -539,13 +539,11 @@ class SqlStore:
             writer, engine, appender = self._writer, self._sync_engine, self._appender
             assert engine is not None
             async with self._errors("append"):
-                loop = asyncio.get_running_loop()
                 if appender is not None:
-                    return await loop.run_in_executor(
-                        writer, appender.append, entries, snapshots, self.several_writers
+                    return await writer.run(
+                        appender.append, entries, snapshots, self.several_writers
                     )
-                return await loop.run_in_executor(
-                    writer,
+                return await writer.run(
                     _append_in_transaction,
                     engine,
                     entries,

@@ -156,6 +156,8 @@ class AwarenessEntry:
 
 def write_var_uint(value: int) -> bytes:
     """Encode a non-negative integer as a lib0 varUint."""
+    if 0 <= value < 0x80:  # one byte: message types, counts, short lengths (most calls)
+        return _ONE_BYTE[value]
     if value < 0 or value > MAX_VAR_UINT:
         raise ValueError(f"varUint out of range: {value}")
     out = bytearray()
@@ -172,6 +174,10 @@ def read_var_uint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     Raises:
         ProtocolError: the frame ends inside the varUint, or it exceeds 2**53 - 1.
     """
+    if pos < len(data):
+        first = data[pos]
+        if first < 0x80:  # one byte (most calls): no loop
+            return first, pos + 1
     value = 0
     shift = 0
     end = len(data)
@@ -189,6 +195,9 @@ def read_var_uint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     if value > MAX_VAR_UINT:
         raise ProtocolError("varUint too large")
     return value, pos
+
+
+_ONE_BYTE = tuple(bytes([n]) for n in range(0x80))
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:

@@ -29,12 +29,15 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -44,8 +47,19 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import launch
-from launch import ALL_SERVERS, LABELS, SERVERS, RssSampler, ServerProcess, start_server
+import load
+from launch import (
+    ALL_SERVERS,
+    LABELS,
+    SERVERS,
+    RedisServer,
+    RssSampler,
+    ServerProcess,
+    start_server,
+)
 from load import BigDocResult, PhaseResult, big_document, idle_connections, run_phase
+
+from collab.policy.tokens import mint
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -56,7 +70,9 @@ TARGET_P99_MS = {"A": 5.0, "B": 10.0}
 TARGET_CPU_RATIO = {"yjs": 0.8, "pycrdt": 1 / 3}
 SHORT = {"yjs": "yjs", "pycrdt": "pycrdt"}
 TARGET_IDLE_KIB = 32.0
-PHASE_NAMES = ("A", "B", "PA", "PB", "idle", "mem")
+PHASE_NAMES = ("A", "B", "PA", "PB", "idle", "mem", "sat", "redis")
+#: Saturation: the p99 a load must stay under to count as held.
+SATURATION_P99_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,9 @@ class Plan:
     rate: float = 2.0
     #: Memory phase: one document built from this many edits of 10 characters.
     big_edits: int = 100_000
+    #: Saturation phase: edits/s per editor, tried in order on phase A's shape.
+    saturation_rates: tuple[float, ...] = (2, 4, 8, 12, 16, 24, 32, 48, 64)
+    saturation_step: float = 8.0
     #: Presence phases: cursor moves per second per editor, beside ``presence_typing`` edits/s.
     presence_rate: float = 5.0
     presence_typing: float = 1.0
@@ -84,6 +103,8 @@ QUICK = Plan(
     idle_connections=200,
     idle_docs=10,
     big_edits=10_000,
+    saturation_rates=(2, 8, 32),
+    saturation_step=3.0,
 )
 
 
@@ -171,6 +192,124 @@ async def load_phase(server: ServerProcess, plan: Plan, phase: Phase, seed: int)
 
 async def memory_phase(server: ServerProcess, plan: Plan, seed: int) -> BigDocResult:
     return await big_document(server.url, server.rss, edits=plan.big_edits, seed=seed)
+
+
+@dataclass
+class Step:
+    """One rate of the saturation phase."""
+
+    rate: float
+    result: PhaseResult
+
+    @property
+    def held(self) -> bool:
+        r = self.result
+        return r.p99_ms < SATURATION_P99_MS and not r.missing
+
+
+async def saturation_phase(server: ServerProcess, plan: Plan, seed: int) -> list[Step]:
+    """Raise the typing rate on phase A's shape until p99 passes 100 ms (or edits go missing).
+
+    Each step is a fresh set of editors on fresh documents of the same server. The
+    editors don't apply what they receive (they only find the tokens in it), so the
+    generator stays lighter than the server for longer; its loop lag is reported.
+    """
+    docs, editors = plan.phase_a
+    steps: list[Step] = []
+    cpu: dict[str, float] = {}
+    for rate in plan.saturation_rates:
+        cpu.clear()
+        result = await run_phase(
+            server.url,
+            docs=docs,
+            editors_per_doc=editors,
+            duration=plan.saturation_step,
+            rate=rate,
+            seed=seed,
+            doc_prefix=f"sat{rate:g}",
+            drain_timeout=5.0,
+            apply_updates=False,
+            on_start=lambda: cpu.__setitem__("start", server.cpu_seconds()),
+            on_stop=lambda: cpu.__setitem__("stop", server.cpu_seconds()),
+        )
+        result.server_cpu_seconds = cpu["stop"] - cpu["start"]
+        steps.append(Step(rate, result))
+        print(
+            f"  {rate:g} edits/s per editor: p99 {result.p99_ms:.1f} ms, missing {result.missing}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not steps[-1].held:
+            break
+    return steps
+
+
+def held_rate(steps: list[Step]) -> float:
+    """The highest rate held with every lower rate held too (0 if none)."""
+    best = 0.0
+    for step in steps:
+        if not step.held:
+            break
+        best = step.rate
+    return best
+
+
+@dataclass
+class RedisResult:
+    """Two collab processes joined by Redis against one, at phase A's load."""
+
+    one: PhaseResult
+    two: PhaseResult
+    redis_cpu_seconds: float
+
+
+async def _phase_on(
+    servers: list[ServerProcess], plan: Plan, seed: int, prefix: str
+) -> PhaseResult:
+    docs, editors = plan.phase_a
+    cpu: dict[str, float] = {}
+    result = await run_phase(
+        servers[0].url,
+        urls=[s.url for s in servers],
+        docs=docs,
+        editors_per_doc=editors,
+        duration=plan.duration,
+        rate=plan.rate,
+        seed=seed,
+        doc_prefix=prefix,
+        on_start=lambda: cpu.__setitem__("start", sum(s.cpu_seconds() for s in servers)),
+        on_stop=lambda: cpu.__setitem__("stop", sum(s.cpu_seconds() for s in servers)),
+    )
+    result.server_cpu_seconds = cpu["stop"] - cpu["start"]
+    return result
+
+
+def redis_phase(workdir: Path, plan: Plan, seed: int) -> RedisResult:
+    """Phase A on one collab process, then on two joined by a Redis of our own.
+
+    Both processes log to one SQLite file (the same machine and file, which collab
+    allows with Redis); each document's editors alternate between them.
+    """
+    one = start_server("collab", workdir / "one")
+    try:
+        single = asyncio.run(_phase_on([one], plan, seed, "solo"))
+    finally:
+        one.stop()
+    redis = RedisServer(workdir / "redis")
+    db = f"sqlite:///{workdir / 'shared.db'}"
+    flags = ("--redis-url", redis.url)
+    servers: list[ServerProcess] = []
+    try:
+        servers.append(start_server("collab", workdir / "p1", collab_db=db, extra_args=flags))
+        servers.append(start_server("collab", workdir / "p2", collab_db=db, extra_args=flags))
+        redis_cpu = redis.cpu_seconds()
+        joined = asyncio.run(_phase_on(servers, plan, seed, "split"))
+        redis_cpu = redis.cpu_seconds() - redis_cpu
+    finally:
+        for server in servers:
+            server.stop()
+        redis.stop()
+    return RedisResult(single, joined, redis_cpu)
 
 
 async def idle_phase(server: ServerProcess, plan: Plan) -> IdleResult:
@@ -336,13 +475,98 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
+def render_saturation(plan: Plan, saturation: dict[str, list[Step]], kinds: list[str]) -> str:
+    docs, editors = plan.phase_a
+    total = docs * editors
+    shown = [k for k in kinds if k in saturation]
+    header = "| edits/s per editor (total) | " + " | ".join(
+        f"{LABELS[k]} p99 (ms) / missing / server CPU %" for k in shown
+    )
+    lines = [
+        f"Saturation: {docs} document(s) x {editors} editors, {plan.saturation_step:g} s per "
+        f"rate, until p99 passes {SATURATION_P99_MS:g} ms",
+        "",
+        header + " |",
+        "|---:|" + "---:|" * len(shown),
+    ]
+    for rate in plan.saturation_rates:
+        cells = []
+        for kind in shown:
+            step = next((s for s in saturation[kind] if s.rate == rate), None)
+            if step is None:
+                cells.append("-")
+                continue
+            r = step.result
+            share = 100 * (r.server_cpu_seconds or 0) / r.wall_seconds
+            cells.append(f"{r.p99_ms:,.1f} / {r.missing} / {share:.0f}")
+        if all(c == "-" for c in cells):
+            break
+        lines.append(f"| {rate:g} ({rate * total:,.0f}) | " + " | ".join(cells) + " |")
+    held = " | ".join(f"{held_rate(saturation[k]) * total:,.0f}" for k in shown)
+    lines.append(f"| **held (edits/s)** | {held} |")
+    return "\n".join(lines)
+
+
+def render_redis(r: RedisResult) -> str:
+    rows = [
+        ("p50 latency (ms)", r.one.p50_ms, r.two.p50_ms, 2),
+        ("p99 latency (ms)", r.one.p99_ms, r.two.p99_ms, 2),
+        ("delivered updates/s", r.one.deliveries_per_second, r.two.deliveries_per_second, 0),
+        ("missing deliveries", r.one.missing, r.two.missing, 0),
+        ("duplicate deliveries", r.one.duplicates, r.two.duplicates, 0),
+        ("server CPU, all processes (s)", r.one.server_cpu_seconds, r.two.server_cpu_seconds, 2),
+        ("server CPU per delivery (us)", cpu_per_delivery_us(r.one), cpu_per_delivery_us(r.two), 1),
+    ]
+    lines = [
+        "Redis: phase A's load on one collab process, then split over two joined by Redis",
+        "",
+        "| | one process | two processes + Redis | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, a, b, digits in rows:
+        ratio = f"{b / a:.2f}" if a and b is not None else "-"
+        lines.append(f"| {name} | {_fmt(a, digits)} | {_fmt(b, digits)} | {ratio} |")
+    lines.append(f"| redis-server CPU (s, not in the above) | - | {r.redis_cpu_seconds:.2f} | - |")
+    return "\n".join(lines)
+
+
 def verdicts(
     phases: dict[str, dict[str, PhaseResult]],
     idle: dict[str, IdleResult],
     memory: dict[str, BigDocResult] | None = None,
+    saturation: dict[str, list[Step]] | None = None,
+    redis_result: RedisResult | None = None,
 ) -> list[str]:
     out = []
     memory = memory or {}
+    saturation = saturation or {}
+    if "collab" in saturation:
+        mine_rate = held_rate(saturation["collab"])
+        for peer, factor in (("pycrdt", 4.0), ("yjs", 1.0)):
+            if peer not in saturation:
+                continue
+            theirs_rate = held_rate(saturation[peer])
+            ok = mine_rate >= factor * theirs_rate and (peer != "yjs" or mine_rate > theirs_rate)
+            relation = f">= {factor:g}x" if peer == "pycrdt" else ">"
+            out.append(
+                f"saturation: collab holds {mine_rate:g} edits/s per editor {relation} "
+                f"{LABELS[peer]}'s {theirs_rate:g}: {_yes(ok)}"
+                + (" (the generator may cap it: see its loop lag)" if ok is False else "")
+            )
+    if redis_result is not None:
+        a, b = cpu_per_delivery_us(redis_result.one), cpu_per_delivery_us(redis_result.two)
+        if a and b:
+            out.append(
+                f"redis: two processes' CPU per delivery / one's = {b / a:.2f} <= 1.3: "
+                f"{_yes(b / a <= 1.3)}"
+            )
+        p99 = redis_result.two.p99_ms
+        out.append(f"redis: p99 {p99:.2f} ms < 10 ms: {_yes(p99 < 10)}")
+        if redis_result.two.missing or redis_result.two.duplicates:
+            out.append(
+                f"redis: {redis_result.two.missing} missing, {redis_result.two.duplicates} "
+                "duplicate deliveries: NO"
+            )
     if "collab" in memory and "pycrdt" in memory:
         held, peer_held = memory["collab"].rss_after / MiB, memory["pycrdt"].rss_after / MiB
         out.append(
@@ -425,6 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated phases to run (default all: {','.join(PHASE_NAMES)})",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="collab servers require tokens (COLLAB_AUTH_SECRET); every editor sends one",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--profile",
@@ -440,6 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global COLLAB_DB
     COLLAB_DB = args.collab_db
+    if args.auth:
+        # Servers inherit the environment (launch.start_server); the others ignore it.
+        secret = secrets.token_urlsafe(48)
+        os.environ["COLLAB_AUTH_SECRET"] = secret
+        token = mint(secret, "*", "write", now=time.time(), ttl=None, user="bench")
+        load.URL_QUERY = f"?token={token}"
 
     plan = QUICK if args.quick else FULL
     if args.duration is not None:
@@ -467,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, PhaseResult]] = {}
     idle: dict[str, IdleResult] = {}
     memory: dict[str, BigDocResult] = {}
+    saturation: dict[str, list[Step]] = {}
+    redis_result: RedisResult | None = None
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
         for phase in phases:
             sink = results.setdefault(phase.name, {})
@@ -492,6 +729,16 @@ def main(argv: list[str] | None = None) -> int:
                 workdir = Path(tmp) / f"{kind}-mem"
                 mem_body = partial(memory_phase, plan=plan, seed=args.seed)
                 memory[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
+
+        if "sat" in wanted:
+            for kind in kinds:
+                print(f"saturation on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-sat"
+                sat_body = partial(saturation_phase, plan=plan, seed=args.seed)
+                saturation[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, sat_body)
+        if "redis" in wanted and "collab" in kinds:
+            print("two collab processes joined by Redis ...", file=sys.stderr, flush=True)
+            redis_result = redis_phase(Path(tmp) / "redis-phase", plan, args.seed)
 
     store = "no store" if args.pycrdt_store == "none" else "SQLiteYStore"
     collab_store = "SQLite store" if args.collab_db is None else f"store {args.collab_db}"
@@ -526,7 +773,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         title = f"Memory: one document built from {plan.big_edits:,} edits of 10 characters"
         print(render(title, mem_rows, kinds) + "\n")
-    for line in verdicts(results, idle, memory):
+    if saturation:
+        print(render_saturation(plan, saturation, kinds) + "\n")
+    if redis_result is not None:
+        print(render_redis(redis_result) + "\n")
+    for line in verdicts(results, idle, memory, saturation, redis_result):
         print(line)
     if args.json:
         data = {

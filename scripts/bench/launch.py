@@ -158,10 +158,15 @@ class ServerProcess:
 
 
 def start_server(
-    kind: str, workdir: Path, pycrdt_store: str = "none", collab_db: str | None = None
+    kind: str,
+    workdir: Path,
+    pycrdt_store: str = "none",
+    collab_db: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> ServerProcess:
     """Start ``kind`` and return once it accepts TCP connections.
 
+    ``extra_args`` are appended to the server's command line (``collab serve`` flags).
     Raises RuntimeError (with the tail of the server's log) if it exits or is not
     listening within 20 s.
     """
@@ -187,7 +192,7 @@ def start_server(
         env["COLLAB_DB_URL"] = collab_db or f"sqlite:///{workdir / 'bench.db'}"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            server_command(kind, port, workdir, pycrdt_store, collab_db),
+            [*server_command(kind, port, workdir, pycrdt_store, collab_db), *extra_args],
             cwd=repo,
             env=env,
             stdout=log,
@@ -238,3 +243,44 @@ class RssSampler:
                 pass
         self.peak = max(self.peak, self._server.rss())
         return self.peak
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, in memory only (``--save ""``)."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.popen = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", str(workdir)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.popen.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            self.popen.wait(10)

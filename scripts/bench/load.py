@@ -52,6 +52,11 @@ AWARENESS = 1
 STEP1, STEP2, UPDATE = 0, 1, 2
 
 
+#: Appended to every editor's URL: ``?token=...`` when the run has authentication on
+#: (``fanout.py --auth``), else empty.
+URL_QUERY = ""
+
+
 class StampedConnection(ClientConnection):
     """A client connection that stamps each complete data frame as the socket delivers it.
 
@@ -129,6 +134,9 @@ class Editor:
         self.moves = 0
         self.client_id = 1 + index  # awareness client id, distinct per editor
         self._clock = 0
+        #: Apply what others typed to this editor's Doc (a real editor does). Off in the
+        #: saturation phase, where the generator must stay lighter than the server.
+        self.apply_updates = True
         self.rng = random.Random(index)
         self.own_prefix = b"e%d." % index
         self.own_moves = b"p%d." % index
@@ -147,7 +155,7 @@ class Editor:
         # No compression: neither server should spend CPU on deflate in this comparison,
         # and the generator must stay light. Pings from the server are still answered.
         ws = await connect(
-            self.url,
+            self.url + URL_QUERY,
             compression=None,
             max_size=None,
             ping_interval=None,
@@ -187,6 +195,8 @@ class Editor:
                         # are tallied apart when scoring, and don't count as arrivals.
                         others = sum(not token.startswith(self.own_prefix) for token in tokens)
                         tally.note_received(others)
+                if kind == UPDATE and not self.apply_updates:
+                    continue
                 reply = handle_sync_message(message[1:], self.doc)
                 if reply is not None:
                     await ws.send(reply)
@@ -352,9 +362,9 @@ async def open_editors(editors: list[Editor], concurrency: int = 50, limit: floa
     # benchmark measures typing, not joining.
     firsts: dict[str, Editor] = {}
     for editor in editors:
-        firsts.setdefault(editor.url, editor)
+        firsts.setdefault(editor.url.rsplit("/", 1)[-1], editor)
     await asyncio.gather(*(one(editor) for editor in firsts.values()))
-    rest = [editor for editor in editors if firsts[editor.url] is not editor]
+    rest = [editor for editor in editors if editor not in firsts.values()]
     await asyncio.gather(*(one(editor) for editor in rest))
 
 
@@ -371,6 +381,8 @@ async def run_phase(
     drain_timeout: float = 10.0,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    urls: list[str] | None = None,
+    apply_updates: bool = True,
 ) -> PhaseResult:
     """Run one phase: ``docs`` x ``editors_per_doc`` editors typing ``rate`` edits/s.
 
@@ -381,15 +393,21 @@ async def run_phase(
     each editor also moves its cursor that many times a second (one awareness
     update each, on its own period and offset), beside typing. ``on_start`` and
     ``on_stop`` are called right before typing starts and right after the drain,
-    to bracket server measurements.
+    to bracket server measurements. With ``urls`` (several servers of one
+    deployment), editor ``e`` of each document connects to ``urls[e % len(urls)]``,
+    so every document's editors are split across them. ``apply_updates=False``:
+    editors only look for tokens in what they receive.
     """
     rng = random.Random(seed)
     tally = Tally()
+    bases = urls or [base_url]
     editors = [
-        Editor(d * editors_per_doc + e, d, f"{base_url}/{doc_prefix}-{d}", tally)
+        Editor(d * editors_per_doc + e, d, f"{bases[e % len(bases)]}/{doc_prefix}-{d}", tally)
         for d in range(docs)
         for e in range(editors_per_doc)
     ]
+    for editor in editors:
+        editor.apply_updates = apply_updates
     result = PhaseResult(docs=docs, editors_per_doc=editors_per_doc, duration=duration)
     await open_editors(editors)
     period = 1.0 / rate
