@@ -10,6 +10,8 @@ through ``--redis-url`` like any set of collab processes (docs/deployment.md).
   editors with 1001, commits what is queued and snapshots its documents; the
   parent waits for them all (up to ``shutdown_flush_timeout`` and a margin, then
   kills what is left) and exits 0 when every worker did.
+- A worker gets SIGTERM when the parent dies, even by SIGKILL (Linux), so none
+  is left serving alone.
 - A worker that dies on its own is logged and started again; one that dies
   within a few seconds of its start (a bad setting, a port in use) stops the
   whole server instead of looping.
@@ -21,6 +23,7 @@ Without ``redis_url``, ``workers > 1`` is refused (collab.fanout.check_processes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -55,7 +58,7 @@ class _Worker:
     def start(self) -> None:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         command = [sys.executable, "-m", "collab", "serve", "--log-level", level]
-        self.proc = subprocess.Popen(command, env=self.env)
+        self.proc = subprocess.Popen(command, env=self.env, preexec_fn=_die_with_parent)
         self.started = time.monotonic()
         log.info("worker %d started (pid %d)", self.index, self.proc.pid)
 
@@ -147,6 +150,20 @@ def _stop(workers: list[_Worker], config: Config) -> int:
             status = 1
     log.info("stopped")
     return status
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM it when the parent dies, even by SIGKILL
+    (Linux's PR_SET_PDEATHSIG), so no worker is left serving on its own."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _reserve_port(config: Config) -> tuple[socket.socket | None, int]:

@@ -10,21 +10,28 @@ test_fanout_processes.py.
 from __future__ import annotations
 
 import contextlib
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from collab.client import connect
 from collab.config import Config
+from collab.core.room import Room
 from collab.fanout import check_processes
 from collab.fanout.redis import RedisRelay
 from collab.server import Server, serve
 from collab.store.replay import replay
+from collab.wire.protocol import SyncStep2, Update
 from tests.conftest import eventually
 from tests.redis_fixtures import RedisServer, redis_server
+from tests.test_room import FakePeer
 
 __all__ = ["redis_server"]
 
@@ -151,3 +158,66 @@ async def test_redis_restarted_mid_session_converges_without_reconnecting(
         assert text_of(replay(None, entries)) == text_of(a.doc)
         assert a.connected and b.connected
         assert relay_of(one).stats.resyncs >= 1 and relay_of(two).stats.resyncs >= 1
+
+
+edits = st.tuples(st.just("edit"), st.sampled_from("ab"), st.text("xyz", min_size=1, max_size=3))
+#: At most two outage toggles per example: each costs a Redis restart and a reconnection.
+operations = st.lists(st.one_of(edits, st.just(("outage", "", ""))), min_size=1, max_size=8).filter(
+    lambda ops: sum(op == "outage" for op, _, _ in ops) <= 2
+)
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+async def test_random_edits_and_redis_outages_converge(
+    redis_server: RedisServer, ops: list[tuple[str, str, str]]
+) -> None:
+    """Two processes' rooms (real relays, real Redis), local edits on either side in any
+    order, Redis stopped and started between them: the rooms and their editors converge."""
+    if redis_server.proc is None:
+        await redis_server.start()
+    config = Config(redis_url=redis_server.url)
+    name = f"prop-{uuid.uuid4().hex[:8]}"
+    async with RedisRelay(config) as relay_a, RedisRelay(config) as relay_b:
+        await eventually(lambda: relay_a.up and relay_b.up)
+        rooms: dict[str, Room] = {}
+        editors: dict[str, FakePeer] = {}
+        replicas: dict[str, Doc[Any]] = {}
+        for side, relay in (("a", relay_a), ("b", relay_b)):
+            room = Room(name, Doc(), awareness_timeout=30.0, clock=time.monotonic)
+            room.relay = relay
+            await relay.join(room)
+            editor = FakePeer(side)
+            room.join(editor)
+            rooms[side], editors[side], replicas[side] = room, editor, Doc()
+        for op, side, text in ops:
+            if op == "outage":
+                if redis_server.proc is None:
+                    await redis_server.start()
+                else:
+                    redis_server.stop()
+                    await eventually(lambda: not relay_a.up and not relay_b.up)
+                continue
+            replica = replicas[side]
+            for message in editors[side].outbox:  # what the editor was sent so far
+                if isinstance(message, Update | SyncStep2):
+                    replica.apply_update(message.update)
+            editors[side].outbox.clear()
+            before = replica.get_state()
+            replica.get("text", type=Text).insert(0, text)
+            rooms[side].receive(editors[side], Update(replica.get_update(before)))
+        if redis_server.proc is None:
+            await redis_server.start()
+        typed = sorted("".join(text for op, _, text in ops if op == "edit"))
+        # Every edit reaches both rooms (once: the characters are counted), in one order.
+        await eventually(
+            lambda: all(sorted(text_of(room.doc)) == typed for room in rooms.values()), 20
+        )
+        assert text_of(rooms["a"].doc) == text_of(rooms["b"].doc)
+        for side in "ab":  # each local editor was sent everything the other side typed
+            replica = replicas[side]
+            for message in editors[side].outbox:
+                if isinstance(message, Update | SyncStep2):
+                    replica.apply_update(message.update)
+            assert text_of(replica) == text_of(rooms[side].doc)

@@ -21,7 +21,7 @@ from collab.config import Config
 from collab.core.guard import Guard
 from collab.errors import DocumentDeleted, InvalidPayload
 from collab.history import versions as history
-from collab.wire.vectors import decode_state_vector, encode_state_vector
+from collab.wire.vectors import decode_state_vector, encode_state_vector, update_ranges
 from tests.conftest import ServeKind, eventually
 from tests.interop.node_peer import NodePeer
 from tests.servers import RunningServer
@@ -49,9 +49,12 @@ def test_a_copy_of_a_deleted_incarnation_is_refused_and_a_new_one_is_not() -> No
         guard.check_state_vector(old.get_state(), new.get_state())
     with pytest.raises(DocumentDeleted):
         guard.check_update(old.get_update(new.get_state()), new.get_state())
+    before = old.get_state()
     old.get("text", type=Text).insert(0, "more ")
     with pytest.raises(DocumentDeleted):  # an offline copy pushed whole (y-indexeddb's way)
         guard.check_update(old.get_update(), new.get_state())
+    with pytest.raises(DocumentDeleted):  # structs past the tombstone, made by its holder
+        guard.check_update(old.get_update(before), new.get_state())
     # A client of the new incarnation, and a fresh one, pass.
     fresh: Doc[Any] = Doc(client_id=11)
     guard.check_state_vector(new.get_state(), new.get_state())
@@ -61,6 +64,25 @@ def test_a_copy_of_a_deleted_incarnation_is_refused_and_a_new_one_is_not() -> No
     reimported: Doc[Any] = Doc()
     reimported.apply_update(old.get_update())
     guard.check_state_vector(old.get_state(), reimported.get_state())
+
+
+def test_update_ranges_are_the_clocks_each_client_s_structs_span() -> None:
+    """Checked against Yrs: full updates end at the state vector, incremental ones start
+    at the state they were made from; strings count UTF-16 code units, as clocks do."""
+    doc: Doc[Any] = Doc(client_id=5)
+    text = doc.get("text", type=Text)
+    text.insert(0, "a🙂é")  # 1 + 2 + 1 code units
+    assert update_ranges(doc.get_update()) == {5: (0, 4)}
+    before = doc.get_state()
+    text.insert(1, "漢字")
+    other: Doc[Any] = Doc(client_id=6)
+    other.apply_update(doc.get_update())
+    other.get("text", type=Text).insert(0, "x")
+    assert update_ranges(doc.get_update(before)) == {5: (4, 6)}
+    assert update_ranges(other.get_update()) == {5: (0, 6), 6: (0, 1)}
+    assert update_ranges(other.get_update(doc.get_state())) == {6: (0, 1)}
+    with pytest.raises(InvalidPayload):
+        update_ranges(doc.get_update()[:-3])
 
 
 def test_tombstones_merge_and_empty_ones_need_no_guard() -> None:

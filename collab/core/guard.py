@@ -14,7 +14,8 @@ The rule, per client id ``c`` (a Yjs client's clock ``k`` means it holds all of
 
 ``deleted`` is the merge of the name's tombstones, ``current`` the live document's
 state vector, ``claimed`` what the message carries: the clocks of a step 1 state
-vector, or the end clock per client of the structs in a step 2 or update. Then
+vector, or the end clock per client of the structs in a step 2 or update (read by
+:func:`~collab.wire.vectors.update_ranges`, incremental updates included). Then
 the message carries ``c``'s structs that the tombstone covers and the document
 does not -- or structs of ``c`` past the tombstone, which only a holder of the
 deleted ones can have made -- and the client is closed with 4404 before anything
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from collab.errors import DocumentDeleted
-from collab.wire.vectors import StateVector, decode_state_vector, merge, update_ends
+from collab.wire.vectors import StateVector, decode_state_vector, merge, update_ranges
 
 __all__ = ["Guard"]
 
@@ -69,7 +70,8 @@ class Guard:
     def check_update(self, update: bytes, current_state: bytes) -> None:
         """Raise :class:`DocumentDeleted` if ``update`` (step 2 or update) carries deleted
         content. Raises ``InvalidPayload`` if it is not a Yjs update at all."""
-        self._check(update_ends(update), current_state, "update")
+        ends = {client: end for client, (_, end) in update_ranges(update).items()}
+        self._check(ends, current_state, "update")
 
     def _check(self, claimed: StateVector, current_state: bytes, what: str) -> None:
         stale = self.stale_clients(claimed, decode_state_vector(current_state))

@@ -114,6 +114,7 @@ class RedisRelay:
         self._drained = asyncio.Event()  # set when the sender found nothing left to send
         self._publish_failed = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         #: True while subscribed (Redis answers).
         self.up = False
         self.stats = RelayStats()
@@ -129,6 +130,7 @@ class RedisRelay:
 
     async def __aexit__(self, *exc_info: object) -> None:
         subscriber, sender = self._tasks
+        self._closing = True
         subscriber.cancel()
         # Whatever local editors did last (their departures, say) still goes out.
         if self._outbox and self.up:
@@ -138,7 +140,12 @@ class RedisRelay:
                 async with asyncio.timeout(1.0):
                     await self._drained.wait()
         sender.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _ in range(3):
+            _, pending = await asyncio.wait(self._tasks, timeout=2.0)
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
         with contextlib.suppress(*_FAILURES):
             await self._client.aclose()
 
@@ -272,13 +279,15 @@ class RedisRelay:
 
     async def _subscriber(self) -> None:
         delay = _FIRST_RETRY_DELAY
-        while True:
+        # The flag, not only the cancellation, ends the loops: redis-py's reads can swallow
+        # a cancellation that lands while their own timeout fires.
+        while not self._closing:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._control, *(self._channel(n) for n in self._rooms))
                 self._pubsub = pubsub
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                while not self._closing:
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         if self._dispatch(message):
                             delay = _FIRST_RETRY_DELAY

@@ -178,7 +178,15 @@ async def respond(
 def delete_route(config: Config, delete: Callable[[str], Awaitable[bool]]) -> Route:
     """``DELETE /api/docs/{doc}``: ``delete(doc)`` (the runtime's: editors closed with 4404,
     the document and its history gone, a tombstone kept), answered ``200 {"deleted": doc}``,
-    or 404 when there is no such document. The route needs ``admin``."""
+    or 404 when there is no such document. The route needs ``admin``.
+
+    Paths whose last segment names an endpoint (``/api/docs/x/text``) are that
+    endpoint's, not a document's: a document whose name ends in such a segment is
+    deleted with ``collab delete``."""
+
+    def matches(path: str) -> bool:
+        rest = path[len(_DOCS) :].strip("/") if path.startswith(_DOCS) else ""
+        return bool(rest) and rest.rsplit("/", 1)[-1] not in _ENDPOINTS
 
     def document(path: str) -> str:
         rest = path[len(_DOCS) :].strip("/")
@@ -192,10 +200,12 @@ def delete_route(config: Config, delete: Callable[[str], Awaitable[bool]]) -> Ro
             raise UnknownDocument(f"no document named {doc!r}")
         return json_response({"deleted": doc})
 
-    return Route(prefix(_DOCS), frozenset({"DELETE"}), handler, needs="admin", document=document)
+    return Route(matches, frozenset({"DELETE"}), handler, needs="admin", document=document)
 
 
 _DOCS = "/api/docs/"
+#: Last path segments that name an endpoint of a document (here and collab.http.edits).
+_ENDPOINTS = frozenset({*_ROUTES, "update", "restore"})
 
 
 def route(store: Store, config: Config) -> Route:

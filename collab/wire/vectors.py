@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pycrdt import get_state
-
 from collab.errors import InvalidPayload, ProtocolError
 from collab.wire.protocol import read_var_uint, write_var_uint
 
@@ -22,7 +20,7 @@ __all__ = [
     "decode_state_vector",
     "encode_state_vector",
     "merge",
-    "update_ends",
+    "update_ranges",
 ]
 
 #: client id -> clock: every struct of that client below the clock is known.
@@ -71,23 +69,6 @@ def merge(vectors: Iterable[Mapping[int, int]]) -> StateVector:
     return merged
 
 
-def update_ends(update: bytes) -> StateVector:
-    """Per client whose structs in ``update`` start at clock 0, the clock past its last one.
-
-    Computed by Yrs (``pycrdt.get_state``), which parses the whole update. Like
-    Yjs's ``encodeStateVectorFromUpdate`` it leaves out clients whose structs start
-    later (an incremental update): those are not a state, only a range.
-
-    Raises:
-        InvalidPayload: ``update`` is not a Yjs v1 update.
-    """
-    try:
-        vector = get_state(update)
-    except Exception:  # pycrdt raises bare ValueError / RuntimeError / PanicException
-        raise InvalidPayload("invalid update") from None
-    return decode_state_vector(vector)
-
-
 def check_update_header(update: bytes) -> None:
     """Refuse an update whose first counts cannot be true, before Yrs reads it.
 
@@ -110,3 +91,150 @@ def check_update_header(update: bytes) -> None:
                 raise ProtocolError(f"claims {structs} structs in {len(update)} bytes")
     except ProtocolError as exc:
         raise InvalidPayload(f"invalid update: {exc.reason}") from None
+
+
+def update_ranges(update: bytes) -> dict[int, tuple[int, int]]:
+    """Per client whose structs ``update`` (lib0 v1) carries, the clocks ``[start, end)`` they span.
+
+    Unlike Yrs's ``get_state(update)``, which leaves out clients whose structs start
+    past clock 0, this sees incremental updates too. It walks every struct without
+    building anything: the layout is Yjs's ``writeStructs`` (an info byte; origins,
+    parent and content by its bits; content lengths counted in UTF-16 code units, as
+    Yjs and Yrs count clocks). The delete set after the structs is not read.
+
+    Raises:
+        InvalidPayload: the structs do not parse.
+    """
+    try:
+        return _Walker(update).structs()
+    except (ProtocolError, UnicodeDecodeError, IndexError) as exc:
+        reason = exc.reason if isinstance(exc, ProtocolError) else "bad bytes"
+        raise InvalidPayload(f"invalid update: {reason}") from None
+
+
+class _Walker:
+    """A cursor over one update's bytes (bounds-checked by :func:`read_var_uint`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def uint(self) -> int:
+        value, self.pos = read_var_uint(self.data, self.pos)
+        return value
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ProtocolError("update ends inside a struct")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def skip(self, count: int) -> None:
+        if self.pos + count > len(self.data):
+            raise ProtocolError("update ends inside a struct")
+        self.pos += count
+
+    def string(self) -> str:
+        length = self.uint()
+        start = self.pos
+        self.skip(length)
+        return self.data[start : self.pos].decode("utf-8")
+
+    def var_int(self) -> None:
+        byte = self.byte()
+        while byte & 0x80:
+            byte = self.byte()
+
+    def any(self, depth: int = 0) -> None:
+        if depth > 64:
+            raise ProtocolError("nested too deep")
+        kind = self.byte()
+        if kind in (127, 126, 121, 120):  # undefined, null, false, true
+            return
+        if kind == 125:
+            self.var_int()
+        elif kind == 124:
+            self.skip(4)
+        elif kind in (123, 122):
+            self.skip(8)
+        elif kind in (119, 116):  # string, bytes
+            self.skip(self.uint())
+        elif kind == 118:  # object
+            for _ in range(self._count()):
+                self.skip(self.uint())
+                self.any(depth + 1)
+        elif kind == 117:  # array
+            for _ in range(self._count()):
+                self.any(depth + 1)
+        else:
+            raise ProtocolError(f"unknown value type {kind}")
+
+    def _count(self) -> int:
+        count = self.uint()
+        if count > len(self.data) - self.pos:  # every entry takes at least a byte
+            raise ProtocolError(f"claims {count} entries in {len(self.data) - self.pos} bytes")
+        return count
+
+    def structs(self) -> dict[int, tuple[int, int]]:
+        ranges: dict[int, tuple[int, int]] = {}
+        for _ in range(self._count()):
+            count = self._count()
+            client = self.uint()
+            start = self.uint()
+            clock = start
+            for _ in range(count):
+                clock += self.struct()
+            if clock > start:
+                low, high = ranges.get(client, (start, clock))
+                ranges[client] = (min(low, start), max(high, clock))
+        return ranges
+
+    def struct(self) -> int:
+        """Read one struct; return its length in clock units."""
+        info = self.byte()
+        content = info & 0x1F
+        if content in (0, 10):  # GC, Skip
+            return self.uint()
+        if info & 0x80:  # origin
+            self.uint(), self.uint()
+        if info & 0x40:  # right origin
+            self.uint(), self.uint()
+        if not info & 0xC0:  # no origin: the parent is spelled out
+            if self.uint() == 1:
+                self.skip(self.uint())  # a root type's name
+            else:
+                self.uint(), self.uint()  # the parent item's id
+            if info & 0x20:
+                self.skip(self.uint())  # parentSub: a map key
+        if content == 1:  # deleted
+            return self.uint()
+        if content == 2:  # JSON
+            count = self._count()
+            for _ in range(count):
+                self.skip(self.uint())
+            return count
+        if content in (3, 5):  # binary, embed
+            self.skip(self.uint())
+            return 1
+        if content == 4:  # string: its length in UTF-16 code units
+            text = self.string()
+            return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+        if content == 6:  # format
+            self.skip(self.uint())
+            self.skip(self.uint())
+            return 1
+        if content == 7:  # type
+            if self.uint() in (3, 5):  # XmlElement, XmlHook: a name
+                self.skip(self.uint())
+            return 1
+        if content == 8:  # any
+            count = self._count()
+            for _ in range(count):
+                self.any()
+            return count
+        if content == 9:  # subdocument
+            self.skip(self.uint())
+            self.any()
+            return 1
+        raise ProtocolError(f"unknown content type {content}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -66,14 +67,22 @@ async def _drain(ws: ClientConnection) -> None:
 
 
 async def attack(
-    url: str, rng: random.Random, count: int, *, max_size: int | None = None
+    url: str,
+    rng: random.Random,
+    count: int,
+    *,
+    max_size: int | None = None,
+    deadline: float | None = None,
 ) -> Outcome:
-    """Send ``count`` frames from ``rng`` to ``url`` (``ws://host:port/doc``), one at a time."""
+    """Send ``count`` frames from ``rng`` to ``url`` (``ws://host:port/doc``), one at a time;
+    stop early at ``deadline`` (``time.monotonic()``), if given."""
     outcome = Outcome()
     ws: ClientConnection | None = None
     reader: asyncio.Task[None] | None = None
     try:
         for _ in range(count):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             hostile: Frame = frame(rng, max_size)
             if ws is None:
                 try:

@@ -1,11 +1,13 @@
 """The long fuzz run: hostile frames against a real ``collab serve`` process.
 
     .venv/bin/python scripts/fuzz/run.py --frames 1000000 [--connections 4] [--seed 1]
+        [--seconds S] [--by-kind]
 
 Starts ``python -m collab serve`` on a free port with a fresh SQLite file, lets
 a normal editor (the Python client) type throughout, and sends ``--frames``
 frames from scripts/fuzz/frames.py over ``--connections`` concurrent attackers
-(each frame followed by a ping, see attack.py). At the end it prints the frames
+(each frame followed by two pings, see attack.py), or as many as fit in
+``--seconds``. At the end it prints the frames
 sent, the connections closed by close code (and by frame kind with --by-kind),
 the crashes (must be 0: the process exited, a frame was answered with 1011 or
 never answered, or the server logged a traceback), the server's maximum RSS, and
@@ -102,7 +104,13 @@ async def run(args: argparse.Namespace) -> int:
         per[0] += args.frames - sum(per)
         results = await asyncio.gather(
             *(
-                attack(url, random.Random(f"{args.seed}-{i}"), n, max_size=MAX_SIZE)
+                attack(
+                    url,
+                    random.Random(f"{args.seed}-{i}"),
+                    n,
+                    max_size=MAX_SIZE,
+                    deadline=started + args.seconds if args.seconds else None,
+                )
                 for i, n in enumerate(per)
             )
         )
@@ -157,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--frames", type=int, default=10000, help="frames to send in all")
     parser.add_argument("--connections", type=int, default=4, help="concurrent attackers")
+    parser.add_argument(
+        "--seconds", type=float, default=0, help="stop sending after this long (0: never)"
+    )
     parser.add_argument("--seed", default="1", help="seed of the attackers' generators")
     parser.add_argument("--by-kind", action="store_true", help="print closes per frame kind")
     args: Any = parser.parse_args(argv)
