@@ -251,6 +251,10 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
             finally:
                 for task in runtime.tasks:
                     task.cancel()
+                # Wait for them while the store is still open: a task cancelled inside a
+                # query (the deletion watcher polls every few seconds) must finish its
+                # driver's cleanup before the engine is disposed, or that cleanup waits forever.
+                await asyncio.gather(*runtime.tasks, return_exceptions=True)
                 runtime.close_sessions()  # idempotent: a transport may have done it already
                 await rooms.close()
     finally:
