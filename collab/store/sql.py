@@ -47,7 +47,6 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from pycrdt import merge_updates
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -55,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from collab.errors import StoreError
 from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone, schema
+from collab.store.replay import with_entries_since_snapshot
 from collab.store.schema import SchemaState
 from collab.store.sqlite_append import SqliteAppender, WriterThread
 
@@ -239,15 +239,11 @@ def _with_others_entries(
     ids: Mapping[str, int],
     next_seq: Mapping[str, int],
 ) -> dict[str, bytes]:
-    """Each snapshot merged with its document's entries since the previous snapshot.
+    """Each snapshot merged with its document's entries since the previous snapshot
+    (:func:`~collab.store.replay.with_entries_since_snapshot`), read through ``conn``."""
 
-    Runs under the documents' row locks (taken by the bump), so no entry can be
-    added below the new snapshot's seq meanwhile. A document whose entries cannot
-    be merged keeps no snapshot this time (its log is complete; one comes later).
-    """
-    merged: dict[str, bytes] = {}
-    for name, state in snapshots.items():
-        doc_id, upto = ids[name], next_seq[name] - 1
+    def entries(name: str) -> list[bytes]:
+        doc_id = ids[name]
         previous = conn.execute(
             sa.select(sa.func.max(snapshots_table.c.seq)).where(snapshots_table.c.doc_id == doc_id)
         ).scalar()
@@ -256,15 +252,13 @@ def _with_others_entries(
             .where(
                 updates.c.doc_id == doc_id,
                 updates.c.seq > (previous or 0),
-                updates.c.seq <= upto,
+                updates.c.seq <= next_seq[name] - 1,
             )
             .order_by(updates.c.seq)
         ).scalars()
-        try:
-            merged[name] = merge_updates(state, *(bytes(row) for row in rows))
-        except Exception:  # pycrdt raises bare ValueError / RuntimeError
-            log.exception("snapshot of %r skipped: its entries could not be merged", name)
-    return merged
+        return [bytes(row) for row in rows]
+
+    return with_entries_since_snapshot(snapshots, entries)
 
 
 def engine_url(url: str) -> sa.URL:

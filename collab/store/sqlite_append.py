@@ -28,7 +28,6 @@ which :class:`~collab.store.sql.SqlStore` turns into ``StoreError``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import sqlite3
 import threading
@@ -36,11 +35,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pycrdt import merge_updates
-
 from collab.store import NewEntry
-
-log = logging.getLogger("collab.store")
+from collab.store.replay import with_entries_since_snapshot
 
 __all__ = ["SqliteAppender", "WriterThread"]
 
@@ -253,15 +249,12 @@ def _with_others_entries(
     ids: Mapping[str, int],
     next_seq: Mapping[str, int],
 ) -> dict[str, bytes]:
-    """``sql._with_others_entries``: each snapshot merged with its document's entries
-    since the previous snapshot, under the write lock the bumps took."""
-    merged: dict[str, bytes] = {}
-    for name, state in snapshots.items():
-        doc_id, upto = ids[name], next_seq[name] - 1
+    """``sql._with_others_entries`` in plain sqlite3, under the write lock the bumps took."""
+
+    def entries(name: str) -> list[bytes]:
+        doc_id = ids[name]
         previous = conn.execute(_PREVIOUS_SNAPSHOT, (doc_id,)).fetchone()[0]
-        rows = conn.execute(_ENTRIES_SINCE, (doc_id, previous or 0, upto)).fetchall()
-        try:
-            merged[name] = merge_updates(state, *(bytes(row[0]) for row in rows))
-        except Exception:  # pycrdt raises bare ValueError / RuntimeError
-            log.exception("snapshot of %r skipped: its entries could not be merged", name)
-    return merged
+        rows = conn.execute(_ENTRIES_SINCE, (doc_id, previous or 0, next_seq[name] - 1))
+        return [bytes(row[0]) for row in rows.fetchall()]
+
+    return with_entries_since_snapshot(snapshots, entries)
