@@ -47,7 +47,6 @@ from collab.history.export import FORMATS, Export, export, import_archive
 from collab.names import NAME_RULE, valid_name
 from collab.policy.tokens import MODES, mint
 from collab.store import DocumentInfo, NewEntry, Store, store_from_url
-from collab.store.sql import SqlStore
 
 __all__ = ["READ_SETTINGS", "main", "parser"]
 
@@ -413,6 +412,8 @@ def _info(info: DocumentInfo) -> dict[str, Any]:
 
 
 async def _migrate(args: argparse.Namespace, config: Config) -> None:
+    from collab.store.sql import SqlStore  # SQLAlchemy: only the commands that need it
+
     store = store_from_url(config.db_url)
     if not isinstance(store, SqlStore):
         raise _Failure(f"{config.db_url} keeps nothing on disk: there is no schema to migrate")

@@ -1,8 +1,8 @@
 """``GET /metrics``: the core's counters in the Prometheus text format, for one server.
 
-This is the only module that imports ``prometheus_client``. The numbers themselves
-are counted in :mod:`collab.core.metrics` as plain integers; here a custom
-collector turns them into metric families at scrape time, beside
+The numbers themselves are counted in :mod:`collab.core.metrics` as plain integers;
+at scrape time a custom collector (:mod:`collab.http.exposition`, the only importer
+of ``prometheus_client``, loaded by the first scrape) turns them into metric families, beside
 prometheus_client's process collector (CPU, memory, file descriptors of the
 process that answers).
 
@@ -23,23 +23,15 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from collab.core import metrics
 from collab.http.messages import HttpRequest, HttpResponse
 from collab.http.router import Route, exact
+
+if TYPE_CHECKING:
+    from collab.http.exposition import Exposition
 
 __all__ = ["PATH", "SharedMetrics", "prepare_dir", "route"]
 
@@ -122,51 +114,18 @@ def _alive(pid: object) -> bool:
     return True
 
 
-class _CoreCollector(Collector):
-    """Metric families of :mod:`collab.core.metrics`, as merged by :class:`SharedMetrics`."""
-
-    def __init__(self, shared: SharedMetrics) -> None:
-        self._shared = shared
-
-    def collect(self) -> Iterator[Metric]:
-        values, workers = self._shared.collect()
-        for metric in metrics.ALL:
-            value = values.get(metric.name)
-            if value is None:
-                continue
-            if isinstance(metric, metrics.Counter):
-                yield CounterMetricFamily(metric.name, metric.help, value=value)
-            elif isinstance(metric, metrics.Gauge):
-                yield GaugeMetricFamily(metric.name, metric.help, value=value)
-            elif isinstance(metric, metrics.LabeledCounter):
-                family = CounterMetricFamily(metric.name, metric.help, labels=[metric.label])
-                for label, count in sorted(value.items()):
-                    family.add_metric([label], count)
-                yield family
-            else:
-                yield _histogram(metric, value)
-        yield GaugeMetricFamily(
-            "collab_workers", "Server processes whose metrics this answer adds up.", workers
-        )
-
-
-def _histogram(metric: metrics.Histogram, value: dict[str, Any]) -> HistogramMetricFamily:
-    cumulative, buckets = 0, []
-    bounds = [*(repr(float(b)) for b in metric.buckets), "+Inf"]
-    for bound, count in zip(bounds, value["counts"], strict=True):
-        cumulative += count
-        buckets.append((bound, float(cumulative)))
-    return HistogramMetricFamily(metric.name, metric.help, buckets=buckets, sum_value=value["sum"])
-
-
 def route(shared: SharedMetrics) -> Route:
     """``GET /metrics``: every core metric of the server, and this process's own
     process metrics (``process_*``)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_CoreCollector(shared))
-    ProcessCollector(registry=registry)
+    exposition: Exposition | None = None
 
     async def scrape(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(200, generate_latest(registry), CONTENT_TYPE)
+        nonlocal exposition
+        if exposition is None:
+            # prometheus_client (~3 MiB) is loaded by the first scrape, not by every server.
+            from collab.http.exposition import Exposition
+
+            exposition = Exposition(shared)
+        return HttpResponse(200, exposition.render(), CONTENT_TYPE)
 
     return Route(exact(PATH), frozenset({"GET"}), scrape)

@@ -23,9 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-import jwt
-
 from collab.errors import Unauthorized
+
+# PyJWT (and, through it, cryptography: ~9 MiB of a server's memory) is imported only
+# once a key is configured or a token is minted: a server without authentication never
+# loads it.
 
 __all__ = ["MODES", "OPEN", "Grant", "Mode", "Verifier", "mint", "token_of"]
 
@@ -94,6 +96,8 @@ class Verifier:
         if secret:
             self._keys.append((secret, "HS256"))
         if public_key:
+            import jwt
+
             try:
                 key = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).prepare_key(
                     public_key
@@ -124,6 +128,8 @@ class Verifier:
         return _grant(claims, now)
 
     def _decode(self, token: str) -> dict[str, Any]:
+        import jwt
+
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.InvalidTokenError:
@@ -195,6 +201,8 @@ def mint(
         claims["exp"] = math.ceil(now + ttl)
     if user:
         claims["sub"] = user
+    import jwt
+
     try:
         return jwt.encode(claims, key, algorithm=algorithm)
     except (jwt.InvalidKeyError, jwt.PyJWTError, ValueError, TypeError) as exc:

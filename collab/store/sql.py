@@ -41,6 +41,7 @@ import functools
 import gc
 import logging
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -108,12 +109,19 @@ tombstones_table = sa.Table(
 
 #: Errors that mean "the database failed", as opposed to a bug in this module.
 _FAILURES: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
-try:  # asyncpg is a dependency, but only PostgreSQL URLs need it
-    import asyncpg  # untyped: see the asyncpg override in pyproject.toml
 
-    _FAILURES += (asyncpg.PostgresError, asyncpg.InterfaceError)
-except ImportError:  # pragma: no cover
-    pass
+
+def _is_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database failed (:data:`_FAILURES`, or asyncpg's own errors).
+
+    asyncpg (~4 MiB) is imported only by SQLAlchemy's PostgreSQL dialect, for PostgreSQL
+    URLs; its errors can only occur once it is loaded, so it is looked up, not imported.
+    """
+    if isinstance(exc, _FAILURES):
+        return True
+    asyncpg = sys.modules.get("asyncpg")
+    return asyncpg is not None and isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError))
+
 
 #: Any value, so that PostgreSQL's advisory lock around schema changes is one well-known key.
 _SCHEMA_LOCK_KEY = 0x636F6C6C  # "coll"
@@ -400,7 +408,9 @@ class SqlStore:
             yield
         except StoreError:
             raise
-        except _FAILURES as exc:
+        except Exception as exc:
+            if not _is_failure(exc):
+                raise
             raise StoreError(f"{action} failed: {_describe(exc)}") from exc
 
     @asynccontextmanager

@@ -500,7 +500,7 @@ def render_saturation(plan: Plan, saturation: dict[str, list[Step]], kinds: list
     total = docs * editors
     shown = [k for k in kinds if k in saturation]
     header = "| edits/s per editor (total) | " + " | ".join(
-        f"{LABELS[k]} p99 (ms) / missing / server CPU %" for k in shown
+        f"{LABELS[k]} p99 (ms) / missing / server CPU % / generator %" for k in shown
     )
     lines = [
         f"Saturation: {docs} document(s) x {editors} editors, {plan.saturation_step:g} s per "
@@ -518,7 +518,9 @@ def render_saturation(plan: Plan, saturation: dict[str, list[Step]], kinds: list
                 continue
             r = step.result
             share = 100 * (r.server_cpu_seconds or 0) / r.wall_seconds
-            cells.append(f"{r.p99_ms:,.1f} / {r.missing} / {share:.0f}")
+            # The generator's busy share shows when it, not the server, set the limit.
+            generator = 100 * r.generator_busy
+            cells.append(f"{r.p99_ms:,.1f} / {r.missing} / {share:.0f} / {generator:.0f}")
         if all(c == "-" for c in cells):
             break
         lines.append(f"| {rate:g} ({rate * total:,.0f}) | " + " | ".join(cells) + " |")

@@ -22,6 +22,7 @@ a reader can tell whether the generator, not the server, set the latency.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import re
 import time
@@ -444,6 +445,11 @@ async def run_phase(
 
     me = psutil.Process()
     lag = LoopLag()
+    # The generator's own full collections would pause every editor at once, and they
+    # grow with what earlier phases left behind: whichever server runs last would pay.
+    # Collect now, and not while measuring (reference counting still frees the rest).
+    gc.collect()
+    gc.disable()
     if on_start is not None:
         on_start()
     tally.recording = True
@@ -466,6 +472,7 @@ async def run_phase(
     result.machine_busy = (_machine_busy() - machine0) / result.wall_seconds
     if on_stop is not None:
         on_stop()
+    gc.enable()
     tally.recording = False
     await asyncio.gather(*(editor.close() for editor in editors))
     _score(result, editors, tally)
