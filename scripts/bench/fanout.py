@@ -284,9 +284,7 @@ async def _phase_on(
     return result
 
 
-def redis_phase(
-    workdir: Path, plan: Plan, seed: int, profile: Path | None = None
-) -> RedisResult:
+def redis_phase(workdir: Path, plan: Plan, seed: int, profile: Path | None = None) -> RedisResult:
     """Phase A on one collab process, then on two joined by a Redis of our own.
 
     Both processes log to one SQLite file (the same machine and file, which collab
