@@ -7,9 +7,14 @@ room is loaded; messages are :mod:`collab.wire.relay` envelopes carrying the
 publishing process's id, so a process skips its own.
 
 - **Fan-out.** Each update a local editor sent (exactly what the Doc integrated)
-  and each presence change is published once, by a sender task that pipelines
-  whatever queued during one event-loop turn. Other processes apply it with
-  :meth:`Room.receive_remote`: forwarded to their editors, never logged there.
+  and each presence change is published once: whatever queued during one
+  event-loop turn goes out in one write on the publishing connection. Other
+  processes apply it with :meth:`Room.receive_remote`: forwarded to their
+  editors, never logged there. Both connections (publishing, subscribed) are
+  :mod:`collab.fanout.connection` protocols: a message received is parsed and
+  dispatched in ``data_received``, with no task, await or timeout per message;
+  redis-py serves only the few commands that wait for an answer (``PING``,
+  ``PUBSUB NUMSUB``).
 - **Catching up.** A process that loads a document asks how many processes hold
   it (``PUBSUB NUMSUB``), publishes its state vector (step 1) and waits, up to
   ``Config.redis_sync_timeout``, for each of them to answer with what it lacks
@@ -34,7 +39,6 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -45,6 +49,8 @@ from collab.config import Config
 from collab.core import metrics
 from collab.core.room import Room
 from collab.errors import CollabError, ProtocolError
+from collab.fanout.connection import RespConnection, open_connection
+from collab.fanout.resp import Reply, ReplyError, command
 from collab.wire import relay as wire
 from collab.wire.relay import BROADCAST, Kind
 
@@ -57,6 +63,8 @@ _EMPTY_UPDATE = b"\x00\x00"
 _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 2.0
 _FAILURES = (RedisError, OSError)
+_CONNECT_TIMEOUT = 2.0
+_PUBLISH = b"PUBLISH"
 
 
 @dataclass(slots=True)
@@ -84,10 +92,10 @@ class _CatchUp:
 class RedisRelay:
     """Joins the rooms of every process that uses the same Redis (see the module docstring).
 
-    Use it as an async context manager: entering starts the subscriber and the
-    sender tasks (it does not wait for Redis: a process starts, and serves, with
-    Redis down); leaving stops them. :meth:`join`, :meth:`leave`, :meth:`update`
-    and :meth:`awareness` are what rooms call.
+    Use it as an async context manager: entering starts the tasks that keep the
+    subscribed and the publishing connections open (it does not wait for Redis: a
+    process starts, and serves, with Redis down); leaving closes them. :meth:`join`,
+    :meth:`leave`, :meth:`update` and :meth:`awareness` are what rooms call.
     """
 
     def __init__(self, config: Config) -> None:
@@ -100,20 +108,25 @@ class RedisRelay:
         self._control = self._prefix + b"\x00processes"
         # No retries inside redis-py: a lost connection must surface here, so that the
         # subscriber notices it and resyncs once it is back.
+        self._url = config.redis_url
         self._client = aioredis.Redis.from_url(
-            config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0
+            config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=_CONNECT_TIMEOUT
         )
-        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
+        self._sub: RespConnection | None = None  # subscribed, while connected
+        self._pub: RespConnection | None = None  # publishing, while connected
         self._rooms: dict[str, Room] = {}
         self._sent: dict[str, int] = {}  # doc -> seq of our latest message
         self._seen: dict[tuple[bytes, str], int] = {}  # (origin, doc) -> latest seq
         self._confirmed: dict[bytes, asyncio.Event] = {}  # channel -> subscription confirmed
         self._catching_up: dict[str, _CatchUp] = {}
-        self._outbox: list[tuple[bytes, bytes]] = []
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()  # set when the sender found nothing left to send
+        self._outbox: list[bytes] = []  # PUBLISH commands not yet written
+        self._flush_scheduled = False
+        self._unanswered = 0  # publishes written that Redis has not answered yet
+        self._answered = asyncio.Event()  # set whenever _unanswered drops to 0
         self._publish_failed = False
+        self._publish_error_logged = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._went_up_on: RespConnection | None = None  # the connection we last went up on
         self._closing = False
         #: True while subscribed (Redis answers).
         self.up = False
@@ -124,22 +137,25 @@ class RedisRelay:
     async def __aenter__(self) -> RedisRelay:
         self._tasks = [
             asyncio.create_task(self._subscriber(), name="collab.fanout subscriber"),
-            asyncio.create_task(self._sender(), name="collab.fanout sender"),
+            asyncio.create_task(self._publisher(), name="collab.fanout publisher"),
         ]
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        subscriber, sender = self._tasks
         self._closing = True
-        subscriber.cancel()
+        if self._sub is not None:
+            self._sub.close()
         # Whatever local editors did last (their departures, say) still goes out.
-        if self._outbox and self.up:
-            self._drained.clear()
-            self._wake.set()
+        self._flush()
+        if self._unanswered and self._pub is not None:
+            self._answered.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
-                    await self._drained.wait()
-        sender.cancel()
+                    await self._answered.wait()
+        if self._pub is not None:
+            self._pub.close()
+        for task in self._tasks:
+            task.cancel()
         for _ in range(3):
             _, pending = await asyncio.wait(self._tasks, timeout=2.0)
             if not pending:
@@ -161,15 +177,15 @@ class RedisRelay:
     async def join(self, room: Room) -> None:
         name = room.name
         self._rooms[name] = room
-        pubsub = self._pubsub
-        if not self.up or pubsub is None:
+        sub = self._sub
+        if not self.up or sub is None:
             return  # the resync when Redis is back catches up
         channel = self._channel(name)
         confirmed = self._confirmed[channel] = asyncio.Event()
         catch_up = _CatchUp(0, set(), asyncio.Event())
         try:
             async with asyncio.timeout(self._config.redis_sync_timeout):
-                await pubsub.subscribe(channel)
+                sub.write(command(b"SUBSCRIBE", channel))
                 await confirmed.wait()
                 [(_, subscribers)] = await self._client.pubsub_numsub(channel)
                 catch_up.expected = int(subscribers) - 1
@@ -201,10 +217,9 @@ class RedisRelay:
             del self._seen[key]
         channel = self._channel(name)
         self._confirmed.pop(channel, None)
-        pubsub = self._pubsub
-        if pubsub is not None and self.up:
-            task = asyncio.create_task(self._unsubscribe(pubsub, channel))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        sub = self._sub
+        if sub is not None and sub.open:
+            sub.write(command(b"UNSUBSCRIBE", channel))
 
     def update(self, doc: str, update: bytes) -> None:
         self._publish(doc, Kind.UPDATE, update)
@@ -222,88 +237,130 @@ class RedisRelay:
     ) -> None:
         # Every message takes a seq, published or not: receivers see the gap and resync.
         seq = self._sent[doc] = self._sent.get(doc, 0) + 1
-        if not self.up:
+        pub = self._pub
+        if not self.up or pub is None or pub.paused:
             self.stats.dropped += 1
+            if self.up:
+                # Subscribed but not publishing: what is lost is resynced once we publish.
+                self._publish_failed = True
             return
         if kind is Kind.SYNC_REPLY:
             data = wire.encode_reply(self.origin, seq, target, payload, reply)
         else:
             data = wire.encode(kind, self.origin, seq, payload, target)
-        self._outbox.append((self._channel(doc), data))
-        self._wake.set()
+        self._outbox.append(command(_PUBLISH, self._channel(doc), data))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _sender(self) -> None:
-        """Publish what queued, one pipeline (one round trip) per batch."""
+    def _flush(self) -> None:
+        """Write what queued during this event-loop turn, in one write."""
+        self._flush_scheduled = False
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        pub = self._pub
+        try:
+            if pub is None:
+                raise ConnectionError("not connected")
+            pub.write(b"".join(batch))
+        except ConnectionError:
+            self.stats.dropped += len(batch)
+            self._publish_failed = True
+            return
+        self._unanswered += len(batch)
+
+    def _on_publish_reply(self, reply: Reply) -> None:
+        self._unanswered -= 1
+        if self._unanswered <= 0:
+            self._unanswered = 0
+            self._answered.set()
+        if isinstance(reply, ReplyError):
+            # That message is lost: reconnect (with backoff) and resync then.
+            self.stats.dropped += 1
+            self._publish_failed = True
+            if not self._publish_error_logged:
+                self._publish_error_logged = True
+                log.warning("publishing to Redis failed (resync when it works): %s", reply)
+            if self._pub is not None:
+                self._pub.close()
+            return
+        self.stats.published += 1
+        metrics.REDIS_PUBLISHED.value += 1
+
+    def _on_publish_resume(self) -> None:
+        if self._publish_failed and self.up:
+            self._publish_failed = False
+            self._resync_all("publishes were held back")
+
+    async def _publisher(self) -> None:
+        """Keep the publishing connection open; resync after publishes were lost."""
         delay = _FIRST_RETRY_DELAY
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._outbox = self._outbox, []
-            if not batch:
-                self._drained.set()
-                continue
+        while not self._closing:
             try:
-                try:
-                    await self._send(batch)
-                except _FAILURES:
-                    # A pooled connection that Redis closed (it restarted) fails once;
-                    # the pool connects afresh for the second attempt.
-                    await self._send(batch)
+                pub = await open_connection(
+                    self._url,
+                    self._on_publish_reply,
+                    timeout=_CONNECT_TIMEOUT,
+                    on_resume=self._on_publish_resume,
+                )
             except _FAILURES as exc:
-                self.stats.dropped += len(batch)
                 if not self._publish_failed:
                     log.warning("publishing to Redis failed (resync when it works): %s", exc)
                 self._publish_failed = True
-                # What was lost is repaired by a resync, tried until a publish works.
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_RETRY_DELAY)
-                if self.up:
+            else:
+                self._pub = pub
+                self._publish_error_logged = False
+                delay = _FIRST_RETRY_DELAY
+                if self._publish_failed and self.up:
+                    self._publish_failed = False
                     self._resync_all("publishes failed")
-                continue
-            delay = _FIRST_RETRY_DELAY
-            self.stats.published += len(batch)
-            metrics.REDIS_PUBLISHED.value += len(batch)
-            if not self._outbox:
-                self._drained.set()
-            if self._publish_failed:
-                self._publish_failed = False
-                self._resync_all("publishes failed")
-
-    async def _send(self, batch: list[tuple[bytes, bytes]]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, data in batch:
-                pipe.publish(channel, data)
-            await pipe.execute()
+                try:
+                    await asyncio.shield(pub.closed)
+                finally:
+                    self._pub = None
+                    pub.close()
+                if self._unanswered:
+                    # Written but never answered: they may be lost.
+                    self._unanswered = 0
+                    self._answered.set()
+                    self._publish_failed = True
+                if self._outbox:
+                    self._flush()  # counts them dropped
+            if self._closing:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_DELAY)
 
     # -- subscribing ------------------------------------------------------------------------------
 
     async def _subscriber(self) -> None:
+        """Keep the subscribed connection open: subscribe (the control channel and every
+        document held), then dispatch each message as it arrives (``_on_push``)."""
         delay = _FIRST_RETRY_DELAY
-        # The flag, not only the cancellation, ends the loops: redis-py's reads can swallow
-        # a cancellation that lands while their own timeout fires.
         while not self._closing:
-            pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._control, *(self._channel(n) for n in self._rooms))
-                self._pubsub = pubsub
-                while not self._closing:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        if self._dispatch(message):
-                            delay = _FIRST_RETRY_DELAY
+                sub = await open_connection(self._url, self._on_push, timeout=_CONNECT_TIMEOUT)
             except _FAILURES as exc:
                 self._went_down(exc)
-            finally:
-                self._pubsub = None
-                self.up = False
-                with contextlib.suppress(*_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            else:
+                try:
+                    self._sub = sub
+                    channels = [self._control, *(self._channel(n) for n in self._rooms)]
+                    sub.write(command(b"SUBSCRIBE", *channels))
+                    lost = await asyncio.shield(sub.closed)
+                    if not self._closing:
+                        self._went_down(lost or ConnectionError("Redis closed the connection"))
+                finally:
+                    self._sub = None
+                    self.up = False
+                    sub.close()
+                if self.stats.ups and self._went_up_on is sub:
+                    delay = _FIRST_RETRY_DELAY
+            if self._closing:
+                break
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_RETRY_DELAY)
-
-    async def _unsubscribe(self, pubsub: Any, channel: bytes) -> None:
-        with contextlib.suppress(*_FAILURES):
-            await pubsub.unsubscribe(channel)
 
     def _went_down(self, exc: BaseException) -> None:
         if self.up or self.stats.downs == 0:
@@ -313,7 +370,11 @@ class RedisRelay:
         metrics.REDIS_UP.set(0)
 
     def _went_up(self) -> None:
+        self._went_up_on = self._sub
         self.up = True
+        # The resync below repairs whatever was lost so far (if it cannot be published
+        # either, _publish marks the failure again).
+        self._publish_failed = False
         metrics.REDIS_UP.set(1)
         self.stats.ups += 1
         if self.stats.ups > 1:
@@ -338,31 +399,42 @@ class RedisRelay:
         if presence is not None:
             self._publish(name, Kind.AWARENESS, presence)
 
-    def _dispatch(self, message: dict[str, Any]) -> bool:
-        """Handle one pub/sub message; True if it was a subscription confirmation."""
-        kind = message["type"]
-        channel = message["channel"]
-        if kind == "subscribe":
+    def _on_push(self, reply: Reply) -> None:
+        """One reply on the subscribed connection: a message, or a (un)subscription."""
+        if not isinstance(reply, list) or len(reply) != 3:
+            if isinstance(reply, ReplyError):
+                log.warning("Redis refused a subscription: %s", reply)
+            return
+        kind, channel, data = reply
+        if not isinstance(channel, bytes):
+            return
+        if kind == b"message":
+            if isinstance(data, bytes):
+                self._dispatch(channel, data)
+        elif kind == b"subscribe":
             if channel == self._control:
                 self._went_up()
             else:
                 confirmed = self._confirmed.get(channel)
                 if confirmed is not None:
                     confirmed.set()
-            return True
-        if kind != "message" or not channel.startswith(self._prefix):
-            return False
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        """Handle one message published on ``channel``."""
+        # Our own publishes come back to us too: skip them before anything else.
+        if data[2 : 2 + wire.ORIGIN_BYTES] == self.origin or not channel.startswith(self._prefix):
+            return
         name = channel[len(self._prefix) :].decode(errors="replace")
         room = self._rooms.get(name)
         if room is None:
-            return False
+            return
         try:
-            envelope = wire.decode(message["data"])
+            envelope = wire.decode(data)
         except ProtocolError as exc:
             log.warning("ignoring a bad message on %r: %s", name, exc.reason)
-            return False
+            return
         if envelope.origin == self.origin:
-            return False
+            return
         key = (envelope.origin, name)
         last = self._seen.get(key)
         self._seen[key] = envelope.seq
@@ -370,7 +442,7 @@ class RedisRelay:
             self.stats.gaps += 1
             self._resync(name, room, f"{envelope.seq - last - 1} messages lost")
         if envelope.target not in (BROADCAST, self.origin):
-            return False
+            return
         try:
             self._apply(name, room, envelope)
         except (CollabError, ValueError) as exc:
@@ -379,7 +451,6 @@ class RedisRelay:
             log.warning(
                 "ignoring a %s on %r from another process: %s", envelope.kind.name, name, reason
             )
-        return False
 
     def _apply(self, name: str, room: Room, envelope: wire.Envelope) -> None:
         self.stats.received += 1
