@@ -24,7 +24,7 @@ from collab.policy.tokens import mint
 from tests.serverproc import ROOT, ServerProcess, free_port
 
 #: Top-level packages a SQLite server without tokens or scrapes has no use for.
-HEAVY = ("jwt", "cryptography", "asyncpg", "prometheus_client")
+HEAVY = ("sqlalchemy", "alembic", "jwt", "cryptography", "asyncpg", "prometheus_client")
 
 _DUMP = """\
 import atexit, os, sys
