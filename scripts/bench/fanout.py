@@ -284,28 +284,36 @@ async def _phase_on(
     return result
 
 
-def redis_phase(workdir: Path, plan: Plan, seed: int) -> RedisResult:
+def redis_phase(workdir: Path, plan: Plan, seed: int, profile: Path | None = None) -> RedisResult:
     """Phase A on one collab process, then on two joined by a Redis of our own.
 
     Both processes log to one SQLite file (the same machine and file, which collab
-    allows with Redis); each document's editors alternate between them.
+    allows with Redis); each document's editors alternate between them. With
+    ``profile`` (a folder), py-spy records each collab process there
+    (collab-redis-one.txt, collab-redis-p1.txt, collab-redis-p2.txt).
     """
     one = start_server("collab", workdir / "one")
+    spies = [_spy(one, profile / "collab-redis-one.txt")] if profile is not None else []
     try:
         single = asyncio.run(_phase_on([one], plan, seed, "solo"))
     finally:
+        _stop_spies(spies)
         one.stop()
     redis = RedisServer(workdir / "redis")
     db = f"sqlite:///{workdir / 'shared.db'}"
     flags = ("--redis-url", redis.url)
     servers: list[ServerProcess] = []
+    spies = []
     try:
         servers.append(start_server("collab", workdir / "p1", collab_db=db, extra_args=flags))
         servers.append(start_server("collab", workdir / "p2", collab_db=db, extra_args=flags))
+        if profile is not None:
+            spies = [_spy(s, profile / f"collab-redis-p{i}.txt") for i, s in enumerate(servers, 1)]
         redis_cpu = redis.cpu_seconds()
         joined = asyncio.run(_phase_on(servers, plan, seed, "split"))
         redis_cpu = redis.cpu_seconds() - redis_cpu
     finally:
+        _stop_spies(spies)
         for server in servers:
             server.stop()
         redis.stop()
@@ -333,24 +341,34 @@ def on_fresh_server(
     competes for the same two cores, so don't compare timings of profiled runs).
     """
     server = start_server(kind, workdir, pycrdt_store, COLLAB_DB)
-    spy = None
-    if profile is not None:
-        spy = subprocess.Popen(
-            [
-                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
-                *("record", "--pid", str(server.popen.pid), "--rate", "250"),
-                *("--format", "raw", "--output", str(profile), "--nonblocking"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    spies = [_spy(server, profile)] if profile is not None else []
     try:
         return asyncio.run(body(server))
     finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
+        _stop_spies(spies)
         server.stop()
+
+
+def _spy(server: ServerProcess, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``server`` into ``output`` (collapsed stacks) until stopped."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--pid", str(server.popen.pid), "--rate", "250"),
+            *("--format", "raw", "--output", str(output), "--nonblocking"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_spies(spies: list[subprocess.Popen[bytes]]) -> None:
+    """Stop each py-spy (SIGINT: it writes its output) and wait for it."""
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(30)
 
 
 # --- report -----------------------------------------------------------------
@@ -740,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
                 saturation[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, sat_body)
         if "redis" in wanted and "collab" in kinds:
             print("two collab processes joined by Redis ...", file=sys.stderr, flush=True)
-            redis_result = redis_phase(Path(tmp) / "redis-phase", plan, args.seed)
+            redis_result = redis_phase(Path(tmp) / "redis-phase", plan, args.seed, args.profile)
 
     store = "no store" if args.pycrdt_store == "none" else "SQLiteYStore"
     collab_store = "SQLite store" if args.collab_db is None else f"store {args.collab_db}"
