@@ -3,7 +3,7 @@
 The tables are the ones :mod:`collab.store.sql` declares and the Alembic revisions
 create (see there for the schema, the seq counter and *several writers*); this module
 reads and writes them with the same statements and the same semantics, without
-SQLAlchemy, whose import alone was ~15 MiB of a server's memory (docs/performance.md).
+SQLAlchemy (with aiosqlite and greenlet, ~23 MiB of a server's memory; docs/performance.md).
 
 Two threads, each with its own connection: the writer runs every transaction that
 writes (:meth:`SqliteStore.append`, :meth:`~SqliteStore.replace_range`,
@@ -53,7 +53,7 @@ from collab.store.sqlite_append import WriterThread, append_in_transaction
 if TYPE_CHECKING:
     from collab.store.schema import SchemaState
 
-__all__ = ["PRAGMAS", "SqliteStore", "describe", "sqlite_path", "switch_to_wal"]
+__all__ = ["PRAGMAS", "SqliteStore", "connect", "describe", "sqlite_path", "switch_to_wal"]
 
 log = logging.getLogger("collab.store")
 
