@@ -413,9 +413,10 @@ def _info(info: DocumentInfo) -> dict[str, Any]:
 
 async def _migrate(args: argparse.Namespace, config: Config) -> None:
     from collab.store.sql import SqlStore  # SQLAlchemy: only the commands that need it
+    from collab.store.sqlite import SqliteStore
 
     store = store_from_url(config.db_url)
-    if not isinstance(store, SqlStore):
+    if not isinstance(store, SqliteStore | SqlStore):
         raise _Failure(f"{config.db_url} keeps nothing on disk: there is no schema to migrate")
     state = await store.migrate(apply=not args.check)
     if state.up_to_date:

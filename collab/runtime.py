@@ -22,7 +22,7 @@ import time
 import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from collab.config import Config
 from collab.core import deletion, metrics
@@ -38,11 +38,13 @@ from collab.history import versions as history
 from collab.http import api, edits, health, pages
 from collab.http import metrics as metrics_http
 from collab.http.router import Router
-from collab.integrations.webhooks import Webhooks
 from collab.policy.access import Access
 from collab.store import Store, store_from_url
 from collab.store.replay import replay
 from collab.transports.fallback import Fallback
+
+if TYPE_CHECKING:
+    from collab.integrations.webhooks import Webhooks
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -144,6 +146,19 @@ def build_router(
 
 
 @contextlib.asynccontextmanager
+async def _open_webhooks(config: Config) -> AsyncIterator[Webhooks | None]:
+    """The webhooks when ``webhook_url`` is set (imported only then: urllib.request and
+    http.client are ~2 MiB of a server's memory)."""
+    if not config.webhook_url:
+        yield None
+        return
+    from collab.integrations.webhooks import Webhooks
+
+    async with Webhooks(config) as webhooks:
+        yield webhooks
+
+
+@contextlib.asynccontextmanager
 async def _open_relay(config: Config) -> AsyncIterator[RoomRelay | None]:
     """The Redis relay when ``redis_url`` is set (imported only then: redis is an extra)."""
     if not config.redis_url:
@@ -199,7 +214,7 @@ async def open_runtime(config: Config, store: Store | None = None) -> AsyncItera
     try:
         # Webhooks outlive the journal: its last commits at shutdown are reported too.
         async with (
-            Webhooks(config) if config.webhook_url else contextlib.nullcontext(None) as webhooks,
+            _open_webhooks(config) as webhooks,
             Journal(the_store, config, observer=webhooks) as journal,
             _open_relay(config) as relay,
         ):

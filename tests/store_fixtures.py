@@ -1,6 +1,6 @@
 """Store fixtures shared by test modules (import them; the lead owns conftest.py).
 
-``store`` runs a test on MemoryStore, a SQLite file in ``tmp_path`` and the real
+``store`` runs a test on MemoryStore, a SQLite file in ``tmp_path`` (SqliteStore) and the real
 PostgreSQL; ``sql_store`` on the two SQL ones. PostgreSQL is skipped with a
 message when unreachable, except under ``CI=true``, where that is a failure. Each
 test run makes a PostgreSQL database of its own and drops it at exit.
@@ -26,9 +26,20 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from collab.store import Store
-from collab.store.memory import MemoryStore
+from collab.store import Store, store_from_url
 from collab.store.sql import SqlStore
+from collab.store.sqlite import SqliteStore
+
+#: A store on disk: a SQLite file or PostgreSQL.
+DurableStore = SqliteStore | SqlStore
+
+
+def durable_store(url: str, *, auto_migrate: bool = True) -> DurableStore:
+    """The store ``store_from_url`` builds for a SQLite or PostgreSQL URL (not opened)."""
+    store = store_from_url(url, auto_migrate=auto_migrate)
+    assert isinstance(store, SqliteStore | SqlStore)
+    return store
+
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 #: The server's maintenance database, from which this run's own database is made.
@@ -114,7 +125,7 @@ def prefix_fixture() -> str:
 
 async def _open(kind: str, tmp_path: Path, prefix: str) -> AsyncIterator[Store]:
     url = store_url(kind, tmp_path)
-    store: Store = MemoryStore() if kind == "memory" else SqlStore(url)
+    store: Store = store_from_url(url)
     await store.open()
     try:
         yield store
@@ -144,21 +155,21 @@ async def store_fixture(
 )
 async def sql_store_fixture(
     request: pytest.FixtureRequest, tmp_path: Path, prefix: str
-) -> AsyncIterator[SqlStore]:
-    """An open SqlStore on SQLite and on PostgreSQL; ``prefix...`` documents deleted afterwards."""
+) -> AsyncIterator[DurableStore]:
+    """An open SqliteStore, and an open SqlStore on PostgreSQL; ``prefix...`` documents are
+    deleted afterwards."""
     async for opened in _open(request.param, tmp_path, prefix):
-        assert isinstance(opened, SqlStore)
+        assert isinstance(opened, SqliteStore | SqlStore)
         yield opened
 
 
-async def refuse_inserts(store: SqlStore, doc: str) -> Callable[[], Awaitable[None]]:
+async def refuse_inserts(store: DurableStore, doc: str) -> Callable[[], Awaitable[None]]:
     """Make the database itself refuse new log rows for ``doc``; return the undo."""
     info = await store.document(doc)
     assert info is not None
     tag = f"refuse_{uuid.uuid4().hex[:10]}"
-    if store.dialect == "sqlite":
-        database = store.url.database
-        assert database is not None
+    if isinstance(store, SqliteStore):
+        database = store.path
         with sqlite3.connect(database) as raw:
             raw.execute(
                 f"CREATE TRIGGER {tag} BEFORE INSERT ON updates "

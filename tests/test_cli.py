@@ -15,7 +15,7 @@ import pytest
 
 from collab.config import Config
 from collab.history import versions as history
-from collab.store.sql import SqlStore
+from collab.store import store_from_url
 from tests.history_fixtures import Editors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def failed(*args: str, code: int = 1) -> str:
 
 
 async def _fill(url: str) -> Db:
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     try:
         editors = Editors(store, "notes", 2, ["alice", "bob"])
@@ -180,7 +180,7 @@ def test_errors_are_one_line_without_traceback(db: Db) -> None:
 
 
 async def _fill_prefixed(url: str) -> None:
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     try:
         for name in ("team-a/notes", "team-b/notes", "json:notebook:1234", "a@b"):

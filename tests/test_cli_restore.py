@@ -22,8 +22,7 @@ from pycrdt import Doc, Text
 from collab import client
 from collab.config import Config
 from collab.history import versions as history
-from collab.store import NewEntry, Store
-from collab.store.sql import SqlStore
+from collab.store import NewEntry, Store, store_from_url
 from tests.conftest import ServeKind
 from tests.serverproc import ROOT, free_port
 
@@ -62,7 +61,7 @@ async def write_versions(store: Store, doc: str, pieces: list[str]) -> None:
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[str]:
     url = f"sqlite:///{tmp_path / 'collab.db'}"
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     await write_versions(store, "notes", ["one", " two", " three"])
     await store.close()

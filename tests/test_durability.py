@@ -15,11 +15,10 @@ from websockets.exceptions import ConnectionClosed
 from collab.client import connect
 from collab.config import Config
 from collab.server import serve
-from collab.store import Store
-from collab.store.sql import SqlStore
+from collab.store import Store, store_from_url
 from tests.conftest import eventually
 from tests.serverproc import server_process
-from tests.store_fixtures import refuse_inserts, store_url
+from tests.store_fixtures import DurableStore, refuse_inserts, store_url
 
 
 def text_of(doc: Doc[Any]) -> str:
@@ -37,7 +36,7 @@ async def stored_text(store: Store, name: str) -> str:
 
 
 async def test_saved_means_in_the_database_and_never_when_it_refused(
-    sql_store: SqlStore, prefix: str, tmp_path: Path
+    sql_store: DurableStore, prefix: str, tmp_path: Path
 ) -> None:
     name = f"{prefix}-acks"
     config = Config(port=0, db_url="unused://", ping_interval=None, commit_retry_max_delay=0.1)
@@ -113,7 +112,7 @@ async def test_kill_9_loses_nothing_committed_and_editors_restore_the_rest(
             await b.wait_saved(timeout=20)
             await b.wait_for(lambda: text_of(b.doc) == text_of(a.doc))
             final = text_of(a.doc)
-    store = SqlStore(db)
+    store = store_from_url(db)
     await store.open()
     try:
         assert await stored_text(store, name) == final
@@ -136,7 +135,7 @@ async def test_sigterm_closes_editors_with_1001_and_flushes(tmp_path: Path) -> N
                 while True:
                     await asyncio.wait_for(ws.recv(), 10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-    store = SqlStore(db)
+    store = store_from_url(db)
     await store.open()
     try:
         loaded = await store.load("bye")

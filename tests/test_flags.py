@@ -18,7 +18,7 @@ import pytest
 from collab.cli import READ_SETTINGS, parser
 from collab.config import Config, Retention
 from collab.flags import config_from
-from collab.store.sql import SqlStore
+from collab.store import store_from_url
 from tests.history_fixtures import Editors
 from tests.serverproc import ServerProcess, free_port
 
@@ -214,7 +214,7 @@ def test_retention_is_a_setting_too() -> None:
 
 async def test_cli_and_server_agree_on_versions_cut_by_a_non_default_gap(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'collab.db'}"
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     try:
         editors = Editors(store, "notes", 1, ["alice"])

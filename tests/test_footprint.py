@@ -23,8 +23,11 @@ from collab.client import connect
 from collab.policy.tokens import mint
 from tests.serverproc import ROOT, ServerProcess, free_port
 
-#: Top-level packages a SQLite server without tokens or scrapes has no use for.
-HEAVY = ("jwt", "cryptography", "asyncpg", "prometheus_client")
+#: Modules a SQLite server without tokens, scrapes or webhooks has no use for.
+HEAVY = (
+    *("sqlalchemy", "alembic", "jwt", "cryptography", "asyncpg", "prometheus_client"),
+    "urllib.request",  # and http.client: the webhooks' HTTP client
+)
 
 _DUMP = """\
 import atexit, os, sys
@@ -40,7 +43,7 @@ atexit.register(_dump)
 async def modules_of_a_server(
     tmp_path: Path, db: Path, *flags: str, token: str | None = None
 ) -> set[str]:
-    """Top-level packages a ``collab serve`` on ``db`` (with ``flags``) had loaded once
+    """The modules a ``collab serve`` on ``db`` (with ``flags``) had loaded once
     it had served one edit (by an editor holding ``token``) and stopped (SIGTERM)."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
@@ -63,7 +66,7 @@ async def modules_of_a_server(
             await client.wait_saved()
     finally:
         assert await server.terminate() == 0, (tmp_path / "server.log").read_text()
-    return {name.partition(".")[0] for name in dump.read_text().split()}
+    return set(dump.read_text().split())
 
 
 @pytest.mark.parametrize("store", ["new", "existing"])

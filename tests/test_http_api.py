@@ -15,15 +15,15 @@ from collab.history import versions as history
 from collab.http.api import route
 from collab.http.messages import HttpRequest, HttpResponse
 from collab.http.router import Router
-from collab.store.sql import SqlStore
+from collab.store.sqlite import SqliteStore
 from tests.history_fixtures import Editors
 
 CONFIG = Config(version_gap_seconds=60.0)
 
 
 @pytest.fixture(name="api_store")
-async def api_store_fixture(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    store = SqlStore(f"sqlite:///{tmp_path / 'api.db'}")
+async def api_store_fixture(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(f"sqlite:///{tmp_path / 'api.db'}")
     await store.open()
     editors = Editors(store, "notes", 2, ["alice", None])
     await editors.insert(0, 0, "hello\n")
@@ -36,11 +36,11 @@ async def api_store_fixture(tmp_path: Path) -> AsyncIterator[SqlStore]:
         await store.close()
 
 
-async def get(store: SqlStore, path: str, **query: str) -> HttpResponse:
+async def get(store: SqliteStore, path: str, **query: str) -> HttpResponse:
     return await answer(store, path, query)
 
 
-async def answer(store: SqlStore, path: str, query: dict[str, str]) -> HttpResponse:
+async def answer(store: SqliteStore, path: str, query: dict[str, str]) -> HttpResponse:
     router = Router([route(store, CONFIG)])
     return await router.handle(HttpRequest("GET", path, urlencode(query)))
 
@@ -50,14 +50,15 @@ def body(response: HttpResponse) -> Any:
     return json.loads(response.body)
 
 
-async def test_not_ours() -> None:
-    store = SqlStore("sqlite://")  # never opened: these paths must not touch it
+async def test_not_ours(tmp_path: Path) -> None:
+    # Never opened: these paths must not touch it.
+    store = SqliteStore(f"sqlite:///{tmp_path / 'never.db'}")
     for path in ("/", "/notes", "/apix/docs"):
         response = await answer(store, path, {})
         assert response.status == 404 and body(response)["error"].startswith("nothing here")
 
 
-async def test_docs_and_versions(api_store: SqlStore) -> None:
+async def test_docs_and_versions(api_store: SqliteStore) -> None:
     response = await get(api_store, "/api/docs")
     assert response.status == 200
     [doc] = body(response)["docs"]
@@ -83,7 +84,7 @@ async def test_docs_and_versions(api_store: SqlStore) -> None:
     }
 
 
-async def test_text_diff_attribution(api_store: SqlStore) -> None:
+async def test_text_diff_attribution(api_store: SqliteStore) -> None:
     now = body(await get(api_store, "/api/docs/notes/text"))
     assert now["text"] == "hello\nwörld 😀" and now["version"]["id"] == 3
     old = body(await get(api_store, "/api/docs/notes/text", at="1"))
@@ -107,7 +108,7 @@ async def test_text_diff_attribution(api_store: SqlStore) -> None:
     assert early["spans"] == [{"author": "alice", "text": "hello\n"}]
 
 
-async def test_exports_are_attachments(api_store: SqlStore) -> None:
+async def test_exports_are_attachments(api_store: SqliteStore) -> None:
     txt = await get(api_store, "/api/docs/notes/export", format="txt")
     assert txt.status == 200 and txt.body == "hello\nwörld 😀".encode()
     assert txt.content_type == "text/plain; charset=utf-8"
@@ -127,7 +128,7 @@ async def test_exports_are_attachments(api_store: SqlStore) -> None:
 
 
 async def test_documents_that_differ_only_in_a_prefix_stay_separate(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'prefixes.db'}")
+    store = SqliteStore(f"sqlite:///{tmp_path / 'prefixes.db'}")
     await store.open()
     try:
         for team in ("team-a", "team-b"):
@@ -155,7 +156,7 @@ async def test_documents_that_differ_only_in_a_prefix_stay_separate(tmp_path: Pa
 
 
 async def test_room_names_with_colons_and_at_signs_are_accepted(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'rooms.db'}")
+    store = SqliteStore(f"sqlite:///{tmp_path / 'rooms.db'}")
     await store.open()
     try:
         for name in ("json:notebook:1234", "a@b"):
@@ -184,7 +185,7 @@ async def test_room_names_with_colons_and_at_signs_are_accepted(tmp_path: Path) 
         "/api/docs/./notes/text",
     ],
 )
-async def test_bad_characters_in_the_raw_path_are_400(api_store: SqlStore, path: str) -> None:
+async def test_bad_characters_in_the_raw_path_are_400(api_store: SqliteStore, path: str) -> None:
     response = await answer(api_store, path, {})
     assert response.status == 400
     assert body(response)["error"].startswith("invalid document name")
@@ -210,7 +211,7 @@ async def test_bad_characters_in_the_raw_path_are_400(api_store: SqlStore, path:
     ],
 )
 async def test_errors(
-    api_store: SqlStore, path: str, query: dict[str, str], status: int, message: str
+    api_store: SqliteStore, path: str, query: dict[str, str], status: int, message: str
 ) -> None:
     response = await answer(api_store, path, query)
     assert response.status == status
@@ -218,7 +219,7 @@ async def test_errors(
 
 
 async def test_store_failure_is_503(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'closed.db'}")
+    store = SqliteStore(f"sqlite:///{tmp_path / 'closed.db'}")
     await store.open()
     await store.close()
     response = await answer(store, "/api/docs/notes/versions", {})

@@ -22,14 +22,16 @@ from pycrdt import Doc, Text
 from collab.config import Config
 from collab.core.journal import Journal, JournalClosed
 from collab.errors import StoreError
-from collab.store import NewEntry, Store
+from collab.store import NewEntry, Store, store_from_url
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore
+from collab.store.sqlite import SqliteStore
 from tests.store_fixtures import (  # noqa: F401
     PG_DATABASE,
     PG_HOST,
     PG_PORT,
     PG_URL,
+    DurableStore,
     prefix_fixture,
     refuse_inserts,
     require_postgres,
@@ -156,10 +158,10 @@ async def test_concurrent_editors_share_transactions(store: Store, prefix: str) 
 
 
 async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
-    sql_store: SqlStore, prefix: str
+    sql_store: DurableStore, prefix: str
 ) -> None:
     gated = CountingStore(sql_store, gated=True)
-    reader = SqlStore(sql_store.url.render_as_string(hide_password=False))  # another connection
+    reader = store_from_url(sql_store.url)  # another connection
     await reader.open()
     editor, name = Editor(), f"{prefix}-d"
     seen_in_callback: list[int] = []
@@ -168,10 +170,8 @@ async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
 
     def durable(i: int) -> None:
         fired.append(i)
-        if sql_store.dialect == "sqlite":  # look at the file itself, right now
-            database = sql_store.url.database
-            assert database is not None
-            with sqlite3.connect(database) as raw:
+        if isinstance(sql_store, SqliteStore):  # look at the file itself, right now
+            with sqlite3.connect(sql_store.path) as raw:
                 (count,) = raw.execute("SELECT count(*) FROM updates").fetchone()
             seen_in_callback.append(count)
         if len(fired) == 3:
@@ -201,7 +201,7 @@ async def test_on_durable_fires_only_once_the_rows_are_in_the_database(
 
 
 async def test_a_failing_database_fires_nothing_and_commits_each_entry_once_it_recovers(
-    sql_store: SqlStore, prefix: str, caplog: pytest.LogCaptureFixture
+    sql_store: DurableStore, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     editor, name = Editor(), f"{prefix}-f"
     sent: list[bytes] = []
@@ -413,10 +413,10 @@ import asyncio, os, signal, sys
 from pycrdt import Doc, Text
 from collab.config import Config
 from collab.core.journal import Journal
-from collab.store.sql import SqlStore
+from collab.store import store_from_url
 
 async def main(url, name):
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
@@ -436,9 +436,11 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-async def test_what_was_durable_survives_a_killed_process(sql_store: SqlStore, prefix: str) -> None:
+async def test_what_was_durable_survives_a_killed_process(
+    sql_store: DurableStore, prefix: str
+) -> None:
     name = f"{prefix}-kill"
-    url = sql_store.url.render_as_string(hide_password=False)
+    url = sql_store.url
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

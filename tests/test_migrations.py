@@ -38,8 +38,8 @@ from collab.config import Config
 from collab.errors import StoreError
 from collab.runtime import open_runtime
 from collab.store import NewEntry, schema
-from collab.store.sql import SqlStore, engine_url, metadata
-from tests.store_fixtures import PG_URL, require_postgres
+from collab.store.sql import engine_url, metadata
+from tests.store_fixtures import PG_URL, DurableStore, durable_store, require_postgres
 
 T = TypeVar("T")
 
@@ -188,7 +188,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-async def assert_holds_the_v1_documents(store: SqlStore, oracle: dict[str, Any]) -> None:
+async def assert_holds_the_v1_documents(store: DurableStore, oracle: dict[str, Any]) -> None:
     """Every document, log entry and snapshot that pre-Alembic collab read back, unchanged."""
     infos = {info.name: info for info in await store.documents()}
     assert sorted(infos) == sorted(oracle)
@@ -226,7 +226,7 @@ async def test_a_store_written_before_alembic_is_upgraded_in_place(
     v1: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="collab.store")
-    store = SqlStore(v1.url)
+    store = durable_store(v1.url)
     await store.open()
     try:
         await assert_holds_the_v1_documents(store, v1.oracle)
@@ -255,7 +255,7 @@ async def test_a_store_at_the_baseline_revision_gets_tombstones_and_keeps_its_da
         done.stdout
     )
     assert await v1.schema_version() == 2
-    store = SqlStore(v1.url, auto_migrate=False)
+    store = durable_store(v1.url, auto_migrate=False)
     await store.open()
     try:
         await assert_holds_the_v1_documents(store, v1.oracle)
@@ -289,7 +289,7 @@ async def test_collab_migrate_upgrades_a_store_written_before_alembic(v1: Databa
     again = collab("migrate", "--check", "--db", v1.url)
     assert again.returncode == 0, again
     assert "nothing to do" in again.stdout
-    store = SqlStore(v1.url, auto_migrate=False)  # at head: nothing to refuse
+    store = durable_store(v1.url, auto_migrate=False)  # at head: nothing to refuse
     await store.open()
     try:
         await assert_holds_the_v1_documents(store, v1.oracle)
@@ -298,7 +298,7 @@ async def test_collab_migrate_upgrades_a_store_written_before_alembic(v1: Databa
 
 
 async def test_a_store_from_a_newer_collab_is_refused_and_left_alone(empty: Database) -> None:
-    store = SqlStore(empty.url)
+    store = durable_store(empty.url)
     await store.open()
     await store.append([NewEntry("doc", b"u1", 1.0, "c")])
     await store.close()
@@ -308,9 +308,9 @@ async def test_a_store_from_a_newer_collab_is_refused_and_left_alone(empty: Data
     before = await empty.contents()
     for auto_migrate in (True, False):
         with pytest.raises(StoreError, match=r"'9999_next'.*a newer collab wrote it"):
-            await SqlStore(empty.url, auto_migrate=auto_migrate).open()
+            await durable_store(empty.url, auto_migrate=auto_migrate).open()
     with pytest.raises(StoreError, match="newer collab"):
-        await SqlStore(empty.url).migrate()
+        await durable_store(empty.url).migrate()
     for args in (["migrate"], ["migrate", "--check"], ["docs"]):
         line = one_line_error(collab(*args, "--db", empty.url))
         assert "'9999_next', which this collab does not know" in line
@@ -320,7 +320,7 @@ async def test_a_store_from_a_newer_collab_is_refused_and_left_alone(empty: Data
 async def test_with_auto_migrate_off_an_old_store_is_refused_and_left_alone(v1: Database) -> None:
     before = await v1.contents()
     with pytest.raises(StoreError, match=r"pre-Alembic schema_version 1.*run `collab migrate`"):
-        await SqlStore(v1.url, auto_migrate=False).open()
+        await durable_store(v1.url, auto_migrate=False).open()
     # The server's path: Config(auto_migrate=False) reaches the store it opens.
     with pytest.raises(StoreError, match="COLLAB_AUTO_MIGRATE=false"):
         async with open_runtime(Config(db_url=v1.url, auto_migrate=False)):
@@ -335,7 +335,7 @@ async def test_an_empty_database_gets_the_head_schema(
 ) -> None:
     """Even with auto-migrate off: creating tables changes nothing that was there."""
     caplog.set_level(logging.INFO, logger="collab.store")
-    store = SqlStore(empty.url, auto_migrate=False)
+    store = durable_store(empty.url, auto_migrate=False)
     await store.open()
     try:
         assert await store.append([NewEntry("doc", b"u1", 1.0, "c")]) == [1]
@@ -345,7 +345,7 @@ async def test_an_empty_database_gets_the_head_schema(
     assert await empty.revision() == HEAD
     assert "applied 0001 (baseline: the tables of collab before Alembic)" in caplog.text
     caplog.clear()
-    again = SqlStore(empty.url)
+    again = durable_store(empty.url)
     await again.open()
     await again.close()
     assert "upgraded" not in caplog.text
@@ -353,7 +353,7 @@ async def test_an_empty_database_gets_the_head_schema(
 
 async def test_the_migrations_build_exactly_the_tables_the_code_declares(empty: Database) -> None:
     """A change to the tables in collab/store/sql.py without a revision fails here."""
-    store = SqlStore(empty.url)
+    store = durable_store(empty.url)
     await store.open()
     await store.close()
     assert await empty.differences() == []
@@ -372,7 +372,7 @@ async def test_older_collab_is_fenced_off_exactly_when_the_tables_change(empty: 
 
     await empty.run(to_baseline)
     changed_since_baseline = bool(await empty.differences())
-    store = SqlStore(empty.url)
+    store = durable_store(empty.url)
     await store.open()
     await store.close()
     assert (await empty.schema_version() > 1) == changed_since_baseline
@@ -381,7 +381,7 @@ async def test_older_collab_is_fenced_off_exactly_when_the_tables_change(empty: 
 async def test_processes_starting_at_once_migrate_an_empty_database_once(
     empty: Database,
 ) -> None:
-    stores = [SqlStore(empty.url) for _ in range(6)]
+    stores = [durable_store(empty.url) for _ in range(6)]
     try:
         await asyncio.gather(*(store.open() for store in stores))
     finally:
@@ -394,7 +394,7 @@ async def test_a_database_with_collab_tables_but_no_version_is_refused(empty: Da
     await empty.run(lambda conn: conn.execute(sa.text("CREATE TABLE documents (id INTEGER)")))
     before = await empty.contents()
     with pytest.raises(StoreError, match=r"collab's tables \(documents\) but no schema version"):
-        await SqlStore(empty.url).open()
+        await durable_store(empty.url).open()
     assert await empty.contents() == before
 
 
@@ -402,7 +402,7 @@ async def test_a_schema_version_no_collab_wrote_is_refused(v1: Database) -> None
     await v1.run(lambda conn: conn.execute(sa.text("UPDATE schema_version SET version = 7")))
     before = await v1.contents()
     with pytest.raises(StoreError, match="schema_version 7, which no collab wrote"):
-        await SqlStore(v1.url).open()
+        await durable_store(v1.url).open()
     assert await v1.contents() == before
 
 
@@ -417,7 +417,7 @@ async def test_checking_or_refusing_leaves_a_sqlite_file_in_its_journal_mode(
     before = path.read_bytes()
     assert collab("migrate", "--check", "--db", f"sqlite:///{path}").returncode == EXIT_BEHIND
     with pytest.raises(StoreError, match="run `collab migrate`"):
-        await SqlStore(f"sqlite:///{path}", auto_migrate=False).open()
+        await durable_store(f"sqlite:///{path}", auto_migrate=False).open()
     assert path.read_bytes() == before
     assert collab("migrate", "--db", f"sqlite:///{path}").returncode == 0
     with sqlite3.connect(path) as raw:
@@ -435,21 +435,26 @@ def test_the_head_read_from_the_files_is_alembics() -> None:
     assert schema.head_from_files() == schema.head()
 
 
-def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
-    """Alembic (with Mako, Pygments) is ~11 MiB of a server's memory: only needed to migrate."""
+def test_opening_a_sqlite_store_imports_neither_alembic_nor_sqlalchemy(tmp_path: Path) -> None:
+    """Alembic (with Mako, Pygments) and SQLAlchemy are ~25 MiB of a server's memory: a new
+    or older store is brought to head by a child process, one at head in plain SQL."""
     code = (
         "import asyncio, sys\n"
-        "from collab.store.sql import SqlStore\n"
+        "from collab.store import store_from_url\n"
         "async def main():\n"
-        f"    store = SqlStore('sqlite:///{tmp_path / 'h.db'}')\n"
+        f"    store = store_from_url('sqlite:///{tmp_path / 'h.db'}')\n"
         "    await store.open()\n"
         "    await store.append([])\n"
         "    await store.close()\n"
         "asyncio.run(main())\n"
-        "print('alembic' in sys.modules)\n"
+        "print(sorted({'alembic', 'sqlalchemy'} & set(sys.modules)))\n"
     )
     run = [sys.executable, "-c", code]
     first = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
-    assert first.stdout.strip() == "True"  # an empty database: Alembic creates the tables
+    assert first.stdout.strip() == "[]"  # an empty database: Alembic created the tables
+    with sqlite3.connect(tmp_path / "h.db") as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (schema.head(),)
+        ]
     again = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
-    assert again.stdout.strip() == "False"
+    assert again.stdout.strip() == "[]"

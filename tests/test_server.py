@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from collab.client import Client, connect
 from collab.config import Config
 from collab.store import Loaded
-from collab.store.sql import SqlStore
+from collab.store.sqlite import SqliteStore
 from collab.wire import protocol
 from collab.wire.protocol import Awareness, AwarenessEntry, SyncStep1, SyncStep2, Update
 from tests.conftest import ServeKind, doc_url, eventually
@@ -95,7 +95,7 @@ async def test_updates_are_not_echoed_to_their_sender(server: Server) -> None:
     await ws.close()
 
 
-class CountingStore(SqlStore):
+class CountingStore(SqliteStore):
     """The real SQLite store, counting how often each document is loaded."""
 
     def __init__(self, url: str) -> None:

@@ -16,8 +16,10 @@ from collab.errors import StoreError
 from collab.store import Loaded, LogEntry, NewEntry, Store, store_from_url
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore, engine_url
+from collab.store.sqlite import SqliteStore
 from tests.store_fixtures import (  # noqa: F401
     PG_URL,
+    DurableStore,
     prefix_fixture,
     require_postgres,
     sql_store_fixture,
@@ -162,7 +164,7 @@ async def test_unicode_names_and_binary_data_round_trip(store: Store, prefix: st
 
 
 async def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
-    for store in (MemoryStore(), SqlStore(f"sqlite:///{tmp_path / 'x.db'}")):
+    for store in (MemoryStore(), SqliteStore(f"sqlite:///{tmp_path / 'x.db'}")):
         with pytest.raises(StoreError):
             await store.load("x")
         await store.open()
@@ -171,10 +173,10 @@ async def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
             await store.append([entry("x", b"1")])
 
 
-async def test_sql_data_survives_reopening(sql_store: SqlStore, prefix: str) -> None:
+async def test_sql_data_survives_reopening(sql_store: DurableStore, prefix: str) -> None:
     doc = f"{prefix}-p"
     await sql_store.append([entry(doc, b"1"), entry(doc, b"2")], snapshots={doc: b"S"})
-    again = SqlStore(sql_store.url.render_as_string(hide_password=False))
+    again = store_from_url(sql_store.url)
     await again.open()
     try:
         loaded = await again.load(doc)
@@ -185,15 +187,15 @@ async def test_sql_data_survives_reopening(sql_store: SqlStore, prefix: str) -> 
 
 
 async def test_two_stores_on_one_database_never_share_a_seq(
-    sql_store: SqlStore, prefix: str
+    sql_store: DurableStore, prefix: str
 ) -> None:
     """Two engines stand for two processes: the counter row serialises them."""
     doc = f"{prefix}-race"
-    other = SqlStore(sql_store.url.render_as_string(hide_password=False))
+    other = store_from_url(sql_store.url)
     await other.open()
     try:
 
-        async def write(store: SqlStore, tag: bytes) -> list[int]:
+        async def write(store: Store, tag: bytes) -> list[int]:
             seqs: list[int] = []
             for i in range(15):
                 seqs += await store.append([entry(doc, tag + bytes([i]) * 2)] * 3)
@@ -210,7 +212,7 @@ async def test_two_stores_on_one_database_never_share_a_seq(
 async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     """(Schema versions and migrations: tests/test_migrations.py.)"""
     path = tmp_path / "v.db"
-    store = SqlStore(f"sqlite:///{path}")
+    store = SqliteStore(f"sqlite:///{path}")
     await store.open()
     await store.close()
     with sqlite3.connect(path) as raw:
@@ -220,9 +222,9 @@ async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
 async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_works(
     tmp_path: Path,
 ) -> None:
-    """The SQLite append path (plain sqlite3, collab.store.sqlite_append) rolls back whole."""
+    """The SQLite store's append (plain sqlite3, collab.store.sqlite_append) rolls back whole."""
     path = tmp_path / "f.db"
-    store = SqlStore(f"sqlite:///{path}")
+    store = SqliteStore(f"sqlite:///{path}")
     await store.open()
     try:
         assert await store.append([entry("a", b"1"), entry("b", b"1")]) == [1, 1]
@@ -253,7 +255,7 @@ async def test_database_failures_become_store_errors(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError) as caught:
-        await SqlStore(f"sqlite:///{garbage}").open()
+        await SqliteStore(f"sqlite:///{garbage}").open()
     assert isinstance(caught.value.__cause__, Exception)
 
 
@@ -266,7 +268,12 @@ def test_urls_pick_asyncio_drivers() -> None:
         with pytest.raises(StoreError):
             engine_url(bad)
     assert isinstance(store_from_url("memory://"), MemoryStore)
-    assert isinstance(store_from_url("sqlite:///x.db"), SqlStore)
+    assert isinstance(store_from_url("sqlite:///x.db"), SqliteStore)
+    for bad in ("sqlite://", "sqlite:///:memory:", "sqlite:///x.db?mode=ro"):
+        with pytest.raises(StoreError):
+            store_from_url(bad)
+    with pytest.raises(StoreError):
+        SqlStore("sqlite:///x.db")  # SQLite is SqliteStore's
     require_postgres()
     assert isinstance(store_from_url(PG_URL), SqlStore)
 
@@ -291,7 +298,7 @@ _operation = st.one_of(
 )
 @given(operations=st.lists(_operation, min_size=1, max_size=12))
 async def test_sql_store_behaves_like_the_memory_store(
-    sql_store: SqlStore, prefix: str, operations: list[tuple[str, Any, Any]]
+    sql_store: DurableStore, prefix: str, operations: list[tuple[str, Any, Any]]
 ) -> None:
     """Random batches, snapshots, merges and deletes: every read agrees with the reference."""
     model = MemoryStore()

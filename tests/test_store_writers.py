@@ -1,4 +1,4 @@
-"""One store, several writers: two SqlStores on one database append to the same documents.
+"""One store, several writers: two stores on one database append to the same documents.
 
 Each stands for a collab process (they share nothing but the database). The log of
 a document must stay gapless and ordered however their commits interleave, and a
@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Text
 
-from collab.store import NewEntry
+from collab.store import NewEntry, Store, store_from_url
 from collab.store.replay import replay
-from collab.store.sql import SqlStore
 from tests.store_fixtures import prefix_fixture, store_url
 
 __all__ = ["prefix_fixture"]
@@ -29,9 +28,10 @@ KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(params=KINDS)
 async def writers(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+) -> AsyncIterator[tuple[Store, Store]]:
     url = store_url(request.param, tmp_path)
-    one, two = SqlStore(url, several_writers=True), SqlStore(url, several_writers=True)
+    one = store_from_url(url, several_writers=True)
+    two = store_from_url(url, several_writers=True)
     await one.open()
     await two.open()
     try:
@@ -52,14 +52,14 @@ def typed(doc: Doc[Any], text: str) -> bytes:
 
 
 async def test_concurrent_writers_keep_one_gapless_log(
-    writers: tuple[SqlStore, SqlStore], prefix: str
+    writers: tuple[Store, Store], prefix: str
 ) -> None:
     one, two = writers
     doc = f"{prefix}-log"
     source: Doc[Any] = Doc()
     updates = [typed(source, f"{i} ") for i in range(120)]
 
-    async def write(store: SqlStore, mine: list[bytes], client: str) -> list[int]:
+    async def write(store: Store, mine: list[bytes], client: str) -> list[int]:
         seqs: list[int] = []
         for i in range(0, len(mine), 3):
             seqs += await store.append([entry(doc, u, client) for u in mine[i : i + 3]])
@@ -77,7 +77,7 @@ async def test_concurrent_writers_keep_one_gapless_log(
 
 
 async def test_a_snapshot_never_hides_another_writers_entry(
-    writers: tuple[SqlStore, SqlStore], prefix: str
+    writers: tuple[Store, Store], prefix: str
 ) -> None:
     one, two = writers
     doc = f"{prefix}-snap"

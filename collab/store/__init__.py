@@ -6,16 +6,18 @@ full encoded state of a document *exactly* as of one seq; loading is the latest
 snapshot plus the entries after it. Order is always by seq, never by timestamp:
 timestamps are for people.
 
-Implementations: :mod:`collab.store.sql` (SQLite and PostgreSQL through
-SQLAlchemy's asyncio extension) and :mod:`collab.store.memory` (tests). Every
-method may raise :class:`~collab.errors.StoreError`; nothing else escapes.
+Implementations: :mod:`collab.store.sqlite` (a SQLite file, in plain sqlite3),
+:mod:`collab.store.sql` (PostgreSQL through SQLAlchemy's asyncio extension) and
+:mod:`collab.store.memory` (tests). Every method may raise
+:class:`~collab.errors.StoreError`; nothing else escapes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,23 @@ class LogEntry:
     at: float
     client: str
     user: str | None = None
+
+
+def log_entries(rows: Iterable[Sequence[Any]]) -> list[LogEntry]:
+    """Log entries from database rows whose columns are in LogEntry's field order
+    (``seq, data, at, client, user``), with the cyclic garbage collector paused.
+
+    Loading 100,000 entries allocates 200,000 objects, which triggers several full
+    collections of the whole heap: about half of the load time. Nothing here can
+    form a cycle, and it never awaits, so no other task runs while paused.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [LogEntry(*row) for row in rows]
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +181,22 @@ def store_from_url(url: str, *, auto_migrate: bool = True, several_writers: bool
     """Build (but do not open) the store a URL names.
 
     ``memory://`` gives a :class:`~collab.store.memory.MemoryStore` (tests);
-    ``sqlite:///path.db``, ``postgresql://...`` and ``postgresql+asyncpg://...``
-    give a :class:`~collab.store.sql.SqlStore`, whose ``open()`` upgrades an older
-    schema unless ``auto_migrate`` is false (then it refuses it).
-    ``several_writers``: other processes log to the same documents (Redis joins
-    them; see :mod:`collab.store.sql`). Call ``await store.open()`` next. Raises
-    ``StoreError`` for a URL no store understands.
+    ``sqlite:///path.db`` a :class:`~collab.store.sqlite.SqliteStore`;
+    ``postgresql://...`` and ``postgresql+asyncpg://...`` a
+    :class:`~collab.store.sql.SqlStore`. Their ``open()`` upgrades an older schema
+    unless ``auto_migrate`` is false (then it refuses it). ``several_writers``: other
+    processes log to the same documents (Redis joins them; see :mod:`collab.store.sql`).
+    Call ``await store.open()`` next. Raises ``StoreError`` for a URL no store understands.
+    Only the store the URL names is imported (SQLAlchemy only for PostgreSQL).
     """
     if url.startswith("memory:"):
         from collab.store.memory import MemoryStore
 
         return MemoryStore()
+    if url.startswith(("sqlite:", "sqlite+aiosqlite:")):
+        from collab.store.sqlite import SqliteStore
+
+        return SqliteStore(url, auto_migrate=auto_migrate, several_writers=several_writers)
     from collab.store.sql import SqlStore
 
     return SqlStore(url, auto_migrate=auto_migrate, several_writers=several_writers)

@@ -26,20 +26,21 @@ from __future__ import annotations
 import ast
 import asyncio
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from collab.errors import StoreError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-# Alembic (with Mako and Pygments, ~11 MiB of a server's memory) is imported only by the
-# functions that need it: a store already at head is recognised without it (quick_state).
+# Alembic (with Mako and Pygments, ~11 MiB of a server's memory) and SQLAlchemy are
+# imported only by the functions that need them: a store already at head is recognised
+# without either (quick_state, on the rows its store read in its own way).
 
 #: Alembic's script directory: env.py, script.py.mako and versions/.
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -161,22 +162,63 @@ def head_from_files() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def quick_state(conn: sa.Connection) -> SchemaState | None:
+def quick_state(versions: Sequence[str] | None) -> SchemaState | None:
     """The state of a database already at head, found without Alembic; None otherwise.
 
-    One read of ``alembic_version``: exactly one row naming the head revision of
+    ``versions``: the rows of its ``alembic_version`` table (``None`` when it has no
+    such table), read by the caller. Exactly one row naming the head revision of
     :func:`head_from_files` means up to date (what :func:`inspect` would say). For
     anything else, call :func:`inspect`.
     """
     newest = head_from_files()
-    if newest is None:
-        return None
-    if not sa.inspect(conn).has_table("alembic_version"):
-        return None  # an empty or pre-Alembic database: inspect says what to do
-    rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-    if [row[0] for row in rows] != [newest]:
+    if newest is None or versions is None:
+        return None  # unsure, or an empty or pre-Alembic database: inspect says what to do
+    if list(versions) != [newest]:
         return None
     return SchemaState(newest, newest, ())
+
+
+def alembic_versions(conn: sa.Connection) -> list[str] | None:
+    """The rows of ``alembic_version`` through SQLAlchemy, for :func:`quick_state`."""
+    import sqlalchemy as sa
+
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return [row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+
+
+def bring_to_head(conn: sa.Connection, *, auto_migrate: bool) -> SchemaState:
+    """What opening a store does with its schema, on ``conn`` inside the caller's
+    schema transaction (see the module docstring): nothing when it is at head;
+    tables for an empty database; an upgrade for an older one, unless not
+    ``auto_migrate`` (then ``StoreError`` saying to run ``collab migrate``).
+
+    Returns the state found; :func:`upgraded` says what changed. Raises
+    ``StoreError`` as :func:`inspect` and :func:`upgrade` do.
+    """
+    state = quick_state(alembic_versions(conn)) or inspect(conn)
+    if state.up_to_date:
+        return state
+    # An empty database only gets tables: there is nothing of the operator's to change.
+    if not auto_migrate and not state.empty:
+        raise StoreError(
+            f"the store's schema is older than this collab: it is at {state.where()}, "
+            f"this collab needs revision {state.head} (to do: {'; '.join(state.changes())}). "
+            "Automatic upgrades are off (COLLAB_AUTO_MIGRATE=false): run `collab migrate`, "
+            "then start again"
+        )
+    upgrade(conn, state)
+    return state
+
+
+def upgraded(state: SchemaState) -> str:
+    """The log line for a :func:`bring_to_head` that found ``state``; "" if it changed nothing."""
+    if state.up_to_date:
+        return ""
+    return (
+        f"upgraded the store's schema from {state.where()} to revision {state.head}: "
+        + "; ".join(state.changes(done=True))
+    )
 
 
 def head() -> str:
@@ -204,6 +246,7 @@ def inspect(conn: sa.Connection) -> SchemaState:
     it does not know (a newer collab wrote it), one at several revisions, one with a
     ``schema_version`` other than 1, or one with collab's tables and no version.
     """
+    import sqlalchemy as sa
     from alembic.runtime.migration import MigrationContext
 
     newest = head()
@@ -289,6 +332,7 @@ def run_env(metadata: sa.MetaData) -> None:
 
 
 async def _run_on_url(url: str, metadata: sa.MetaData) -> None:
+    import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from collab.store.sql import engine_url

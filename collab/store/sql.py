@@ -1,8 +1,9 @@
-"""The durable store: SQLite or PostgreSQL through SQLAlchemy Core's asyncio extension.
+"""The durable store on PostgreSQL, through SQLAlchemy Core's asyncio extension.
 
 Schema (the tables below; Alembic revisions in collab/store/migrations create and
 change them, and :meth:`SqlStore.open` brings a database to the newest, see
-:mod:`collab.store.schema`)::
+:mod:`collab.store.schema`; :mod:`collab.store.sqlite` keeps the same tables in a
+SQLite file, with the same statements and semantics, in plain sqlite3)::
 
     documents(id PK, name UNIQUE, created_at, updated_at, last_seq)
     updates(doc_id, seq, at, client, user, data)      PK (doc_id, seq)
@@ -25,10 +26,10 @@ every entry up to it; so a snapshot is written as the Doc's state *merged with*
 every entry since the previous snapshot (``merge_updates``, which keeps updates
 whose dependencies are not there yet) and never drops what another process logged.
 
-SQLite runs in WAL mode with ``synchronous=FULL``: a commit returns only once
-the WAL is fsynced, which is what "durable" promises (``NORMAL`` survives a
-process crash but can lose the last commits on power loss). Group commit pays
-that fsync once per batch. See docs/storage.md.
+SQLite (:mod:`collab.store.sqlite`) runs in WAL mode with ``synchronous=FULL``: a
+commit returns only once the WAL is fsynced, which is what "durable" promises
+(``NORMAL`` survives a process crash but can lose the last commits on power loss).
+Group commit pays that fsync once per batch. See docs/storage.md.
 
 Every SQLAlchemy, driver or OS error leaves this module as
 :class:`~collab.errors.StoreError`, chained to the original.
@@ -36,28 +37,33 @@ Every SQLAlchemy, driver or OS error leaves this module as
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import gc
 import logging
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.errors import StoreError
-from collab.store import DocumentInfo, Loaded, LogEntry, NewEntry, Snapshot, Tombstone, schema
+from collab.store import (
+    DocumentInfo,
+    Loaded,
+    LogEntry,
+    NewEntry,
+    Snapshot,
+    Tombstone,
+    log_entries,
+    schema,
+)
 from collab.store.replay import with_entries_since_snapshot
 from collab.store.schema import SchemaState
-from collab.store.sqlite_append import SqliteAppender, WriterThread
 
 #: The tables this code reads and writes, as of the head revision. A change here ships
 #: with a revision in collab/store/migrations/versions/ (tests/test_migrations.py fails
@@ -150,27 +156,17 @@ _BUMP = (
 )
 
 
-def _append_in_transaction(
-    engine: sa.Engine,
-    entries: Sequence[NewEntry],
-    snapshots: Mapping[str, bytes],
-    several_writers: bool = False,
-) -> list[int]:
-    with engine.begin() as conn:
-        return _append(conn, entries, snapshots, several_writers)
-
-
 def _append(
     conn: sa.Connection,
     entries: Sequence[NewEntry],
     snapshots: Mapping[str, bytes],
     several_writers: bool = False,
 ) -> list[int]:
-    """The body of :meth:`SqlStore.append`, on a connection inside a transaction.
+    """The body of :meth:`SqlStore.append`, on a connection inside a transaction
+    (through ``AsyncConnection.run_sync`` on asyncpg).
 
-    PostgreSQL runs it through ``AsyncConnection.run_sync`` on asyncpg. SQLite files
-    run the same transaction in plain sqlite3 (collab.store.sqlite_append, ~4x less
-    CPU per commit): a change here must be made there too.
+    SQLite runs the same transaction in plain sqlite3
+    (collab.store.sqlite_append.append_in_transaction): a change here must be made there too.
     """
     # Per document: how many entries, and the span of their timestamps.
     counts: dict[str, int] = {}
@@ -182,7 +178,7 @@ def _append(
         last_at[entry.doc] = max(last_at.get(entry.doc, entry.at), entry.at)
     now = time.time()
     names = sorted(set(counts) | set(snapshots))  # fixed order: no lock-order deadlocks
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert
 
     ids: dict[str, int] = {}
     next_seq: dict[str, int] = {}
@@ -297,110 +293,38 @@ def _describe(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-#: Set on every connection. The schema check's leaves out journal_mode=WAL until it has
-#: accepted the database: a database it refuses, or only inspects, is not changed.
-_SQLITE_PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=10000")
-
-
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool = True) -> None:
-    # WAL lets readers (history, loads) run while the journal writes. FULL: see module docstring.
-    cursor = dbapi_connection.cursor()
-    for pragma in ("PRAGMA journal_mode=WAL", *_SQLITE_PRAGMAS) if wal else _SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
-
-
-def _switch_to_wal(cursor: Any) -> None:
-    """``PRAGMA journal_mode=WAL``, waiting out other processes that hold the file.
-
-    Changing the journal mode needs the file to itself and, unlike a write, does not
-    wait on ``busy_timeout``: with several processes opening one new database at once
-    it fails at once with "database is locked". Retried for up to 10 s (blocking: this
-    runs in a thread).
-    """
-    for attempt in range(200):
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 199:
-                raise
-            time.sleep(0.05)
-
-
-def _sqlite_schema_transaction(
-    url: sa.URL, fn: Callable[[sa.Connection], T], *, wal: bool = True
-) -> T:
-    """Run ``fn`` in one SQLite transaction that holds the write lock from its first statement.
-
-    The stdlib driver neither begins a transaction before DDL nor keeps DDL inside
-    one, so it is told to leave transactions alone and SQLAlchemy issues ``BEGIN
-    IMMEDIATE``: a failed migration then rolls back whole, and a second process
-    waits (``busy_timeout``) until the first has committed, then finds the schema at
-    head. Only once ``fn`` returned is the file switched to WAL (unless not ``wal``),
-    so a database that ``fn`` refuses is left byte for byte as it was. Blocking: call
-    it in a thread.
-    """
-    engine = sa.create_engine(url.set(drivername="sqlite"), poolclass=sa.pool.NullPool)
-
-    def connect(dbapi_connection: Any, record: Any) -> None:
-        _set_sqlite_pragmas(dbapi_connection, record, wal=False)
-        dbapi_connection.isolation_level = None
-
-    def begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    sa.event.listen(engine, "connect", connect)
-    sa.event.listen(engine, "begin", begin)
-    try:
-        with engine.begin() as conn:
-            result = fn(conn)
-        if wal:
-            # Accepted: now the store's journal mode, which the file keeps (and which cannot
-            # change inside a transaction).
-            raw = engine.raw_connection()
-            try:
-                _switch_to_wal(raw.cursor())
-            finally:
-                raw.close()
-        return result
-    finally:
-        engine.dispose()
-
-
 class SqlStore:
-    """A :class:`~collab.store.Store` in a SQL database (see the module docstring).
+    """A :class:`~collab.store.Store` in a PostgreSQL database (see the module docstring).
 
     Build it with a URL, ``await open()`` before use and ``await close()`` after.
-    It never blocks the event loop: on SQLite, appends run in one writer thread (a whole
-    transaction per hop) and reads through aiosqlite; on PostgreSQL everything is asyncpg.
+    It never blocks the event loop: everything is asyncpg. (SQLite files are
+    :class:`~collab.store.sqlite.SqliteStore`'s; ``store_from_url`` picks.)
 
     ``auto_migrate`` says what :meth:`open` does with a database whose schema is
     older than the code: upgrade it (``True``) or refuse it (``False``; then
     :meth:`migrate`, i.e. ``collab migrate``, upgrades it).
+
+    Raises:
+        StoreError: ``url`` is not a PostgreSQL URL.
     """
+
+    dialect = "postgresql"
 
     def __init__(
         self, url: str, *, auto_migrate: bool = True, several_writers: bool = False
     ) -> None:
-        self.url = engine_url(url)
+        #: The URL as given (with its password, if any).
+        self.url = url
+        self._url = engine_url(url)
+        if self._url.get_backend_name() != "postgresql":
+            raise StoreError(f"{url!r} is not a PostgreSQL URL: SQLite files are SqliteStore's")
         self.auto_migrate = auto_migrate
         #: Other processes append to the same documents (see the module docstring).
         self.several_writers = several_writers
         self._engine: AsyncEngine | None = None
-        # SQLite only: a plain (sync) engine and one thread that runs every append,
-        # through plain sqlite3 when the URL is a plain file path.
-        self._sync_engine: sa.Engine | None = None
-        self._writer: WriterThread | None = None
-        self._appender: SqliteAppender | None = None
-
-    @property
-    def dialect(self) -> str:
-        """``"sqlite"`` or ``"postgresql"``."""
-        return self.url.get_backend_name()
 
     def __repr__(self) -> str:
-        return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+        return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
 
     @asynccontextmanager
     async def _errors(self, action: str) -> AsyncIterator[None]:
@@ -431,20 +355,7 @@ class SqlStore:
 
     async def open(self) -> None:
         async with self._errors("open"):
-            if self.dialect == "sqlite":
-                engine = create_async_engine(self.url)
-                sa.event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
-                self._sync_engine = sa.create_engine(self.url.set(drivername="sqlite"))
-                sa.event.listen(self._sync_engine, "connect", _set_sqlite_pragmas)
-                self._writer = WriterThread("collab-sqlite-writer")
-                path = self.url.database
-                if path and path != ":memory:" and not self.url.query:
-                    self._appender = SqliteAppender(
-                        path, ("PRAGMA journal_mode=WAL", *_SQLITE_PRAGMAS)
-                    )
-            else:
-                engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
-            self._engine = engine
+            self._engine = create_async_engine(self._url, pool_size=5, max_overflow=10)
         try:
             await self._schema_transaction("open", self._bring_to_head)
         except BaseException:
@@ -452,25 +363,9 @@ class SqlStore:
             raise
 
     def _bring_to_head(self, conn: sa.Connection) -> SchemaState:
-        # At head (every start but the first after an upgrade): no need for Alembic.
-        state = schema.quick_state(conn) or schema.inspect(conn)
-        if state.up_to_date:
-            return state
-        # An empty database only gets tables: there is nothing of the operator's to change.
-        if not self.auto_migrate and not state.empty:
-            raise StoreError(
-                f"the store's schema is older than this collab: it is at {state.where()}, "
-                f"this collab needs revision {state.head} (to do: {'; '.join(state.changes())}). "
-                "Automatic upgrades are off (COLLAB_AUTO_MIGRATE=false): run `collab migrate`, "
-                "then start again"
-            )
-        schema.upgrade(conn, state)
-        log.info(
-            "upgraded the store's schema from %s to revision %s: %s",
-            state.where(),
-            state.head,
-            "; ".join(state.changes(done=True)),
-        )
+        state = schema.bring_to_head(conn, auto_migrate=self.auto_migrate)
+        if note := schema.upgraded(state):
+            log.info("%s", note)
         return state
 
     async def migrate(self, *, apply: bool = True) -> SchemaState:
@@ -490,21 +385,12 @@ class SqlStore:
                 schema.upgrade(conn, state)
             return state
 
-        return await self._schema_transaction("migrate", run, wal=apply)
+        return await self._schema_transaction("migrate", run)
 
-    async def _schema_transaction(
-        self, action: str, fn: Callable[[sa.Connection], T], *, wal: bool = True
-    ) -> T:
-        """Run ``fn`` on a sync connection in one transaction holding the schema lock.
-
-        SQLite: see :func:`_sqlite_schema_transaction` (``wal``: switch to WAL after).
-        """
+    async def _schema_transaction(self, action: str, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` on a sync connection in one transaction holding the schema lock."""
         async with self._errors(action):
-            if self.dialect == "sqlite":
-                return await asyncio.to_thread(
-                    functools.partial(_sqlite_schema_transaction, self.url, fn, wal=wal)
-                )
-            engine = self._engine or create_async_engine(self.url, poolclass=sa.pool.NullPool)
+            engine = self._engine or create_async_engine(self._url, poolclass=sa.pool.NullPool)
             try:
                 async with engine.begin() as conn:
                     # Several processes may start on the same database at once; the lock
@@ -518,16 +404,7 @@ class SqlStore:
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
-        writer, self._writer = self._writer, None
-        sync_engine, self._sync_engine = self._sync_engine, None
-        appender, self._appender = self._appender, None
         async with self._errors("close"):
-            if writer is not None:
-                if appender is not None:
-                    await writer.run(appender.close)
-                await asyncio.to_thread(writer.shutdown)
-            if sync_engine is not None:
-                sync_engine.dispose()
             if engine is not None:
                 await engine.dispose()
 
@@ -537,23 +414,6 @@ class SqlStore:
         snapshots = snapshots or {}
         if not entries and not snapshots:
             return []
-        if self._writer is not None:
-            # SQLite: the whole transaction in one hop to the writer thread. Through
-            # aiosqlite every statement is a hop of its own, and a commit cost ~5x the CPU.
-            writer, engine, appender = self._writer, self._sync_engine, self._appender
-            assert engine is not None
-            async with self._errors("append"):
-                if appender is not None:
-                    return await writer.run(
-                        appender.append, entries, snapshots, self.several_writers
-                    )
-                return await writer.run(
-                    _append_in_transaction,
-                    engine,
-                    entries,
-                    snapshots,
-                    self.several_writers,
-                )
         async with self._begin("append") as conn:
             return await conn.run_sync(_append, entries, snapshots, self.several_writers)
 
@@ -663,9 +523,8 @@ class SqlStore:
         if upto is not None:
             query = query.where(updates.c.seq <= upto)
         result = await conn.execute(query.order_by(updates.c.seq))
-        with _gc_paused():  # no await inside
-            # Columns are in LogEntry's field order; both drivers return ``bytes`` for blobs.
-            return [LogEntry(*row) for row in result.all()]
+        # Columns are in LogEntry's field order; asyncpg returns ``bytes`` for blobs.
+        return log_entries(result.all())
 
 
 _TOMBSTONES = sa.select(
@@ -678,23 +537,6 @@ _TOMBSTONES = sa.select(
 _INFO = sa.select(
     documents.c.name, documents.c.created_at, documents.c.updated_at, documents.c.last_seq
 )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects.
-
-    Loading 100,000 entries allocates 200,000 objects, which triggers several full
-    collections of the whole heap: about half of the load time. Nothing here can
-    form a cycle, and the block never awaits, so no other task runs while paused.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _doc_id(doc: str) -> sa.ScalarSelect[int]:

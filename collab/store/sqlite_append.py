@@ -1,4 +1,4 @@
-"""The hot path of a SQLite store, :meth:`SqlStore.append`, in plain ``sqlite3``.
+"""The SQLite store's hot path (:meth:`~collab.store.sqlite.SqliteStore.append`) and its thread.
 
 Every accepted update goes through one group commit, so what a commit costs
 beyond SQLite's own work is paid on every batch. Through SQLAlchemy Core a
@@ -9,20 +9,16 @@ of which the fsync is ~0.3 ms (measured in one sitting on the benchmark machine,
 docs/performance.md). The fan-out benchmark's durable runs commit 10-20 times a
 second, so this is most of what durability costs the server.
 
-:class:`SqliteAppender` runs the *same* transaction as ``collab.store.sql._append``
-(which PostgreSQL keeps using): for each document, in name order, the counter
-row is bumped with ``UPDATE ... RETURNING`` first (on SQLite that takes the
-write lock at once, so concurrent writers serialise and never share a seq), a
-document seen for the first time is inserted, then the entries go in with one
-``executemany`` and the snapshots are upserted, all in one ``BEGIN IMMEDIATE``
-... ``COMMIT``. The tables are the ones ``collab.store.sql`` declares; the test
-suite runs the store contract (tests/test_store.py) against this path. A change
-to ``_append`` must be made here too.
-
-One connection, opened lazily and used only from the store's single writer
-thread. A failed transaction is rolled back; a connection that cannot even roll
-back is dropped and reopened by the next append. Errors are ``sqlite3.Error``,
-which :class:`~collab.store.sql.SqlStore` turns into ``StoreError``.
+:func:`append_in_transaction` runs the *same* transaction as ``collab.store.sql._append``
+(which PostgreSQL uses): for each document, in name order, the counter row is
+bumped with ``UPDATE ... RETURNING`` first (on SQLite that takes the write lock at
+once, so concurrent writers serialise and never share a seq), a document seen for
+the first time is inserted, then the entries go in with one ``executemany`` and the
+snapshots are upserted, inside the caller's ``BEGIN IMMEDIATE`` ... ``COMMIT``
+(:class:`~collab.store.sqlite.SqliteStore`). The tables are the ones
+``collab.store.sql`` declares; the test suite runs the store contract
+(tests/test_store.py) against both. A change to ``sql._append`` must be made here too.
+Errors are ``sqlite3.Error``, which the store turns into ``StoreError``.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ from typing import Any, TypeVar
 from collab.store import NewEntry
 from collab.store.replay import with_entries_since_snapshot
 
-__all__ = ["SqliteAppender", "WriterThread"]
+__all__ = ["WriterThread", "append_in_transaction"]
 
 T = TypeVar("T")
 
@@ -121,76 +117,15 @@ class WriterThread:
             pass
 
 
-class SqliteAppender:
-    """Appends to the SQLite database at ``path`` (a file path, as ``sqlite3.connect`` takes).
-
-    ``pragmas`` run on the connection when it opens (the store's: WAL,
-    ``synchronous=FULL``, foreign keys, busy timeout). Not thread-safe: call
-    :meth:`append` and :meth:`close` from one thread at a time.
-    """
-
-    def __init__(self, path: str, pragmas: Sequence[str]) -> None:
-        self._path = path
-        self._pragmas = tuple(pragmas)
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # Autocommit mode: this code says BEGIN and COMMIT itself.
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            try:
-                for pragma in self._pragmas:
-                    conn.execute(pragma)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
-    def append(
-        self,
-        entries: Sequence[NewEntry],
-        snapshots: Mapping[str, bytes],
-        several_writers: bool = False,
-    ) -> list[int]:
-        """Commit ``entries`` and ``snapshots`` in one transaction; return the entries' seqs.
-
-        The contract of :meth:`collab.store.Store.append`; ``several_writers`` as
-        in ``collab.store.sql`` (each snapshot merged with its document's entries
-        since the previous one). Raises ``sqlite3.Error`` (nothing is written then).
-        """
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            seqs = _append(conn, entries, snapshots, several_writers)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        return seqs
-
-    def _rollback(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            self.close()  # start afresh on the next append
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-
-def _append(
+def append_in_transaction(
     conn: sqlite3.Connection,
     entries: Sequence[NewEntry],
     snapshots: Mapping[str, bytes],
     several_writers: bool,
 ) -> list[int]:
+    """The body of :meth:`collab.store.Store.append` on ``conn``, inside a transaction
+    that the caller began with ``BEGIN IMMEDIATE`` and commits (or rolls back when this
+    raises ``sqlite3.Error``); the seqs given to ``entries``, in order."""
     counts: dict[str, int] = {}
     first_at: dict[str, float] = {}
     last_at: dict[str, float] = {}

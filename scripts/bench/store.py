@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from collab.config import Config
 from collab.core.journal import Journal
-from collab.store import NewEntry
+from collab.store import NewEntry, store_from_url
 from collab.store.replay import replay
 from collab.store.sql import SqlStore
 
@@ -85,7 +85,7 @@ def typing(count: int, seed: int = 0) -> list[bytes]:
 
 
 async def ours(url: str, editors: list[list[bytes]], flush_every: int, config: Config) -> float:
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     server: Doc[Any] = Doc()
     name = f"bench-{uuid.uuid4().hex[:8]}"
@@ -155,7 +155,7 @@ async def cold_load_ours(
     url: str, updates: list[bytes], snapshot: bytes | None, repeat: int
 ) -> tuple[float, float]:
     """(median ms of store.load alone, median ms of load + apply) for one document."""
-    store = SqlStore(url)
+    store = store_from_url(url)
     await store.open()
     name = f"bench-load-{uuid.uuid4().hex[:8]}"
     cut = len(updates) - 500
