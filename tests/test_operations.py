@@ -387,7 +387,16 @@ async def test_one_scrape_of_collab_serve_workers_reports_both_workers(
             async def everyone_counted() -> bool:
                 return (await scrape(server.port))["collab_connections_open"] == total
 
+            async def both_files_count() -> bool:
+                # Each worker's file holds its own connections: a worker answers with its
+                # live counts plus the other's file, which on a loaded machine can lag
+                # behind that worker's last connections for a moment.
+                files = [json.loads(path.read_text()) for path in shared.glob("*.json")]
+                live = [f for f in files if not f["final"]]
+                return sum(f.get("collab_connections_open", 0) for f in live) == total
+
             await until(everyone_counted)
+            await until(both_files_count)
             # Each scrape is a new TCP connection, which the kernel gives either worker:
             # every answer covers both (if one reported itself alone, some would be short).
             for _ in range(12):
