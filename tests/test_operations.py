@@ -393,7 +393,8 @@ async def test_one_scrape_of_collab_serve_workers_reports_both_workers(
                 # behind that worker's last connections for a moment.
                 files = [json.loads(path.read_text()) for path in shared.glob("*.json")]
                 live = [f for f in files if not f["final"]]
-                return sum(f.get("collab_connections_open", 0) for f in live) == total
+                counted: int = sum(f.get("collab_connections_open", 0) for f in live)
+                return counted == total
 
             await until(everyone_counted)
             await until(both_files_count)
