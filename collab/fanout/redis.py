@@ -1,9 +1,9 @@
 """Redis pub/sub between the processes that hold the same documents.
 
-:class:`RedisRelay` is the :class:`~collab.core.relay.RoomRelay` of ``--redis-url``,
-and the only importer of redis-py. Each loaded document is a channel
-(``Config.redis_channel_prefix`` + name) that its process subscribes to while the
-room is loaded; messages are :mod:`collab.wire.relay` envelopes carrying the
+:class:`RedisRelay` is the :class:`~collab.core.relay.RoomRelay` of ``--redis-url``;
+with :mod:`collab.fanout.connection` the only importer of redis-py. Each loaded
+document is a channel (``Config.redis_channel_prefix`` + name) that its process
+subscribes to while the room is loaded; messages are :mod:`collab.wire.relay` envelopes carrying the
 publishing process's id, so a process skips its own.
 
 - **Fan-out.** Each update a local editor sent (exactly what the Doc integrated)
