@@ -9,6 +9,7 @@ test_fanout_processes.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -221,3 +222,34 @@ async def test_random_edits_and_redis_outages_converge(
                 if isinstance(message, Update | SyncStep2):
                     replica.apply_update(message.update)
             assert text_of(replica) == text_of(rooms[side].doc)
+
+
+async def test_a_document_loaded_while_the_relay_subscribes_gets_other_processes_updates(
+    redis_server: RedisServer,
+) -> None:
+    """The window between the subscribed connection's first SUBSCRIBE and Redis's
+    confirmation: a room that joins then (join returns at once: not up yet) must still
+    be subscribed once the relay is up."""
+    config = Config(redis_url=redis_server.url)
+    name = f"window-{uuid.uuid4().hex[:8]}"
+    async with RedisRelay(config) as other:
+        await eventually(lambda: other.up)
+        theirs = Room(name, Doc(), awareness_timeout=30.0, clock=time.monotonic)
+        theirs.relay = other
+        await other.join(theirs)
+        async with RedisRelay(config) as relay:
+            async with asyncio.timeout(5):
+                while relay._sub is None:  # connected, first SUBSCRIBE written
+                    await asyncio.sleep(0)
+            assert not relay.up  # Redis has not answered it yet: the window
+            ours = Room(name, Doc(), awareness_timeout=30.0, clock=time.monotonic)
+            ours.relay = relay
+            await relay.join(ours)
+            await eventually(lambda: relay.up)
+            editor, watcher = FakePeer("theirs"), FakePeer("ours")
+            theirs.join(editor)
+            ours.join(watcher)
+            typed: Doc[Any] = Doc()
+            typed.get("text", type=Text).insert(0, "after the window")
+            theirs.receive(editor, Update(typed.get_update()))
+            await eventually(lambda: text_of(ours.doc) == "after the window")

@@ -127,6 +127,8 @@ class RedisRelay:
         self._publish_error_logged = False
         self._tasks: list[asyncio.Task[None]] = []
         self._went_up_on: RespConnection | None = None  # the connection we last went up on
+        #: The channels of the first SUBSCRIBE on the subscribed connection.
+        self._subscribed_first: set[bytes] = set()
         self._closing = False
         #: True while subscribed (Redis answers).
         self.up = False
@@ -347,6 +349,7 @@ class RedisRelay:
                 try:
                     self._sub = sub
                     channels = [self._control, *(self._channel(n) for n in self._rooms)]
+                    self._subscribed_first = set(channels)
                     sub.write(command(b"SUBSCRIBE", *channels))
                     lost = await asyncio.shield(sub.closed)
                     if not self._closing:
@@ -372,6 +375,12 @@ class RedisRelay:
     def _went_up(self) -> None:
         self._went_up_on = self._sub
         self.up = True
+        # A room that joined after the first SUBSCRIBE went out, while Redis had not
+        # confirmed it (join returns at once then), is subscribed now, before the
+        # resync below asks other processes for what it lacks.
+        late = [c for c in map(self._channel, self._rooms) if c not in self._subscribed_first]
+        if late and self._sub is not None:
+            self._sub.write(command(b"SUBSCRIBE", *late))
         # The resync below repairs whatever was lost so far (if it cannot be published
         # either, _publish marks the failure again).
         self._publish_failed = False
