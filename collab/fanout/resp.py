@@ -28,6 +28,8 @@ class ReplyError(str):
 Reply: TypeAlias = "bytes | int | ReplyError | list[Reply] | None"
 
 _CRLF = b"\r\n"
+#: Pub/sub's replies nest one array deep; deeper than this is not Redis talking.
+_MAX_DEPTH = 32
 
 
 def command(*args: bytes) -> bytes:
@@ -72,7 +74,9 @@ class Parser:
         del buffer[:pos]
         return replies
 
-    def _parse(self, buffer: bytearray, pos: int) -> tuple[Reply, int]:
+    def _parse(self, buffer: bytearray, pos: int, depth: int = 0) -> tuple[Reply, int]:
+        if depth > _MAX_DEPTH:
+            raise ProtocolError(f"not a Redis reply: arrays nested over {_MAX_DEPTH} deep")
         eol = buffer.find(_CRLF, pos)
         if eol < 0:
             raise _Incomplete
@@ -85,6 +89,8 @@ class Parser:
             stop = start + length
             if stop + 2 > len(buffer):
                 raise _Incomplete
+            if buffer[stop : stop + 2] != _CRLF:
+                raise ProtocolError("not a Redis reply: a bulk string longer than it said")
             return bytes(buffer[start:stop]), stop + 2
         if kind == 0x2A:  # * array
             count = int(buffer[pos + 1 : eol])
@@ -93,7 +99,7 @@ class Parser:
             items: list[Reply] = []
             pos = eol + 2
             for _ in range(count):
-                item, pos = self._parse(buffer, pos)
+                item, pos = self._parse(buffer, pos, depth + 1)
                 items.append(item)
             return items, pos
         if kind == 0x3A:  # : integer
