@@ -39,6 +39,7 @@ from pycrdt import Doc, Text, TransactionEvent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from launch import REPO, free_port
+from load import var_uint
 
 
 def updates(count: int) -> list[bytes]:
@@ -53,16 +54,7 @@ def updates(count: int) -> list[bytes]:
     doc.observe(keep)
     for i in range(count):
         text.insert(len(text) if i % 20 else 0, f"abc{i:06d} ")
-    return [b"\x00\x02" + _var_uint(len(u)) + u for u in out]
-
-
-def _var_uint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return [b"\x00\x02" + var_uint(len(u)) + u for u in out]
 
 
 async def _type(port: int, frames: list[bytes], warmup: int, watchers: int, pid: int) -> None:
