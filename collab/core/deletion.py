@@ -13,9 +13,11 @@ merged with the live room's). Editors that come back later meet the guard
 ``deletion_poll_interval`` seconds it asks the store for tombstones it has not
 seen -- one indexed query, whatever the number of documents -- and deletes again
 any loaded document whose tombstone is newer than its load. "Again" because the
-room's editors may have written to the store after the first deletion (their
-updates, its final snapshot); the second deletion removes that, with a tombstone
-that covers it too, so nothing of the deleted incarnation survives.
+room's editors may have written to the store after the first deletion (the
+updates they sent before it was noticed); the second deletion removes those, with
+a tombstone that covers them too, so nothing of the deleted incarnation survives.
+The eviction writes no final snapshot, so a deletion made elsewhere is not undone,
+not even for the moment between the eviction and the second deletion.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ log = logging.getLogger("collab.deletion")
 
 async def delete_document(rooms: Rooms, store: Store, doc: str) -> bool:
     """Delete ``doc`` durably, with its tombstone, closing its editors with 4404.
+
+    Its updates still queued are committed first (an update committed after the
+    deletion would bring the document back); no final snapshot is written.
 
     Returns ``False`` (and touches nothing) when neither the store nor a loaded room
     holds anything of ``doc``. Raises ``StoreError`` when the store fails; the

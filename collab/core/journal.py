@@ -140,15 +140,18 @@ class DocumentLog:
         if self.pending:
             await self._journal._wait_committed(self._last_ticket)
 
-    async def close(self) -> None:
+    async def close(self, snapshot: bool = True) -> None:
         """Flush, write a final snapshot if anything changed since the last one, and detach.
 
+        ``snapshot=False`` skips the snapshot: for a document about to be deleted,
+        where writing one would put the document back in the store, if only until
+        the deletion (a deletion made elsewhere already removed it).
         Appends are refused from the moment this is called. Raises ``StoreError``
         if the store is failing; the log then stays attached and may be closed again.
         """
         self._closing = True
         await self.flush()
-        if self._appended > self._snapshot_mark:
+        if snapshot and self._appended > self._snapshot_mark:
             await self._journal._request_snapshot(self)
         self._journal._detach(self)
 

@@ -41,7 +41,7 @@ log = logging.getLogger("collab.rooms")
 
 
 class ClosableLog(Log, Protocol):
-    async def close(self) -> None: ...
+    async def close(self, snapshot: bool = True) -> None: ...
 
     @property
     def last_seq(self) -> int: ...
@@ -183,9 +183,11 @@ class Rooms:
             done.set()
 
     async def evict(self, name: str, exc: CollabError) -> bytes | None:
-        """Close every editor of ``name`` with ``exc`` and unload its room now (flush and
-        snapshot). Returns the room's final state vector, or ``None`` if it was not loaded.
-        Use inside :meth:`deleting`, so nobody loads it again meanwhile."""
+        """Close every editor of ``name`` with ``exc`` and unload its room now: its log
+        flushed, and no final snapshot (the document is being deleted; a snapshot would
+        write it back to the store until the deletion ends). Returns the room's final
+        state vector, or ``None`` if it was not loaded. Use inside :meth:`deleting`, so
+        nobody loads it again meanwhile."""
         room = self._rooms.get(name)
         if room is None:
             unloading = self._unloading.get(name)
@@ -201,7 +203,7 @@ class Rooms:
         timer = self._unload_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
-        self._start_unload(name, force=True)
+        self._start_unload(name, force=True, snapshot=False)
         unloading = self._unloading.get(name)
         if unloading is not None:
             await asyncio.shield(unloading)
@@ -238,7 +240,7 @@ class Rooms:
         log.debug("loaded %s (seq %d)", name, loaded.last_seq)
         return room
 
-    def _start_unload(self, name: str, force: bool = False) -> None:
+    def _start_unload(self, name: str, force: bool = False, snapshot: bool = True) -> None:
         self._unload_timers.pop(name, None)
         if self._holders.get(name) and not force:
             return
@@ -250,13 +252,15 @@ class Rooms:
         document_log = self._logs.pop(name)
         if self._relay is not None:
             self._relay.leave(room)
-        task = asyncio.create_task(self._unload(room, document_log), name=f"unload {name}")
+        task = asyncio.create_task(
+            self._unload(room, document_log, snapshot), name=f"unload {name}"
+        )
         self._unloading[name] = task
         task.add_done_callback(lambda _: self._unloading.pop(name, None))
 
-    async def _unload(self, room: Room, document_log: ClosableLog) -> None:
+    async def _unload(self, room: Room, document_log: ClosableLog, snapshot: bool) -> None:
         try:
-            await document_log.close()
+            await document_log.close(snapshot)
         except Exception:
             # The journal already logged the failure and keeps retrying the entries;
             # nothing more to do here than to say the room went anyway.
