@@ -7,6 +7,7 @@ tombstone), with no server of its own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from collab.core.deletion import DeletionWatcher, delete_document
 from collab.core.journal import Journal
 from collab.core.rooms import Rooms
 from collab.errors import DocumentDeleted
+from collab.store import NewEntry
 from collab.store.memory import MemoryStore
 from collab.store.replay import replay
 
@@ -41,7 +43,7 @@ async def rooms(store: MemoryStore) -> AsyncIterator[Rooms]:
         await rooms.close()
 
 
-async def loaded_with(rooms: Rooms, name: str, text: str) -> None:
+async def loaded_with(rooms: Rooms, name: str, text: str, timeout: float = 5) -> None:
     """Append ``text`` to ``name`` as a server-side edit (loading it), once durable."""
 
     def append(live: Doc[Any]) -> bytes:
@@ -52,15 +54,14 @@ async def loaded_with(rooms: Rooms, name: str, text: str) -> None:
         content.insert(len(content), text)
         return copy.get_update(before)
 
-    await edits.apply(rooms, name, append, client="test", user=None, timeout=5)
+    await edits.apply(rooms, name, append, client="test", user=None, timeout=timeout)
 
 
 async def test_evicting_a_document_deleted_elsewhere_does_not_write_it_back(
     rooms: Rooms, store: MemoryStore
 ) -> None:
     await loaded_with(rooms, "notes", "typed")
-    loaded = await store.load("notes")
-    assert await store.delete("notes", replay(loaded.snapshot, loaded.entries).get_state())
+    await deleted_elsewhere(store, "notes")
     async with rooms.deleting("notes"):
         final = await rooms.evict("notes", DocumentDeleted("gone"))
         assert final is not None
@@ -69,21 +70,57 @@ async def test_evicting_a_document_deleted_elsewhere_does_not_write_it_back(
         assert await store.entries("notes") == []
 
 
-async def test_the_watcher_deletes_again_what_editors_wrote_after_the_deletion(
+async def deleted_elsewhere(store: MemoryStore, name: str) -> None:
+    """Delete ``name`` as ``collab delete`` does: its content gone, its tombstone written."""
+    loaded = await store.load(name)
+    assert await store.delete(name, replay(loaded.snapshot, loaded.entries).get_state())
+
+
+async def test_what_editors_type_after_a_deletion_elsewhere_is_never_stored(
     rooms: Rooms, store: MemoryStore
 ) -> None:
     watcher = DeletionWatcher(rooms, store, CONFIG)
     await watcher.start()
     await loaded_with(rooms, "notes", "before")
-    await store.delete("notes", b"\x00")
-    await loaded_with(rooms, "notes", " after")  # typed before the deletion is noticed
-    assert (await store.document("notes")) is not None
+    await deleted_elsewhere(store, "notes")
+    with pytest.raises(edits.NotDurable):  # typed before the deletion is noticed
+        await loaded_with(rooms, "notes", " after", timeout=0.2)
+    assert await store.document("notes") is None
     assert await watcher.poll() == ["notes"]
     assert "notes" not in rooms
     assert await store.document("notes") is None
-    tombstones = [t.doc for t in await store.tombstones(0)]
-    assert tombstones == ["notes", "notes"]
-    assert await watcher.poll() == []  # its own tombstone ends nothing loaded
+    assert [t.doc for t in await store.tombstones(0)] == ["notes"]  # only the deletion's
+    assert await watcher.poll() == []
+
+
+async def test_a_room_unloaded_before_the_deletion_is_noticed_does_not_bring_it_back(
+    rooms: Rooms, store: MemoryStore
+) -> None:
+    await loaded_with(rooms, "notes", "typed")  # released: it unloads after the grace
+    await deleted_elsewhere(store, "notes")
+    await asyncio.sleep(CONFIG.unload_grace_seconds + 0.1)
+    assert "notes" not in rooms  # unloaded, with its final snapshot refused
+    assert await store.document("notes") is None
+    loaded = await store.load("notes")
+    assert loaded.snapshot is None and loaded.entries == []
+
+
+async def test_a_new_document_made_elsewhere_survives_the_old_ones_eviction(
+    rooms: Rooms, store: MemoryStore
+) -> None:
+    watcher = DeletionWatcher(rooms, store, CONFIG)
+    await watcher.start()
+    await loaded_with(rooms, "notes", "old")
+    await deleted_elsewhere(store, "notes")
+    other: Doc[Any] = Doc()
+    other.get("text", type=Text).insert(0, "new")
+    fresh = {"notes": (await store.load("notes")).incarnation}
+    await store.append([NewEntry("notes", other.get_update(), 1.0, "elsewhere")], None, fresh)
+    with pytest.raises(edits.NotDurable):
+        await loaded_with(rooms, "notes", " stale", timeout=0.2)
+    assert await watcher.poll() == ["notes"]
+    loaded = await store.load("notes")
+    assert str(replay(loaded.snapshot, loaded.entries).get("text", type=Text)) == "new"
 
 
 async def test_a_local_deletion_commits_what_was_queued_then_removes_it(

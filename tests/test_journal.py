@@ -54,14 +54,17 @@ class CountingStore:
         self.waiting = asyncio.Event()
 
     async def append(
-        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes] | None = None,
+        incarnations: Mapping[str, int] | None = None,
     ) -> list[int]:
         if self.gated:
             self.waiting.set()
             await self.gate.wait()
             self.gate.clear()  # one transaction per opening
             self.waiting.clear()
-        seqs = await self.inner.append(entries, snapshots)
+        seqs = await self.inner.append(entries, snapshots, incarnations)
         self.batches.append(len(entries))
         return seqs
 
@@ -587,3 +590,40 @@ async def test_a_document_reopened_after_a_failed_close_keeps_every_entry(prefix
     assert loaded.snapshot is None  # the second Doc never saw "lost?": no snapshot from it
     assert [e.seq for e in loaded.entries] == [1, 2]
     assert sorted(await loaded_text(store, name)) == sorted("lost?new ")
+
+
+class Told:
+    """A DocumentObserver that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.committed_docs: list[tuple[str, int]] = []
+
+    def committed(self, entries: Sequence[Any]) -> None:
+        self.committed_docs.extend((e.doc, e.seq) for e in entries)
+
+    def deleted(self, doc: str) -> None:
+        pass
+
+
+async def test_a_log_of_a_document_deleted_elsewhere_ends_unacknowledged(
+    store: Store, prefix: str
+) -> None:
+    gone, live = f"{prefix}-gone", f"{prefix}-live"
+    await store.append([NewEntry(gone, b"\x00\x00", 1.0, "c")])
+    told = Told()
+    acked: list[str] = []
+    config = Config(db_url="memory://", commit_interval=0.001)
+    async with Journal(store, config, observer=told) as journal:
+        incarnation = (await store.load(gone)).incarnation
+        old = journal.open(gone, lambda: b"\x00\x00", 1, incarnation=incarnation)
+        new = journal.open(live, lambda: b"\x00\x00", 0)
+        assert await store.delete(gone, state_vector=b"\x01\x07\x01")  # by someone else
+        old.append(b"\x00\x00", "c", on_durable=lambda: acked.append(gone))
+        new.append(b"\x00\x00", "c", on_durable=lambda: acked.append(live))
+        await asyncio.wait_for(asyncio.gather(old.flush(), new.flush()), WAIT)
+        assert acked == [live]
+        assert told.committed_docs == [(live, 1)]
+        assert old.ended and not new.ended
+        assert old.pending == 0  # settled: a flush does not wait for it forever
+        await asyncio.wait_for(old.close(), WAIT)  # and no final snapshot brings it back
+    assert await store.document(gone) is None

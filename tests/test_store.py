@@ -155,6 +155,46 @@ async def test_a_deletion_with_a_state_vector_leaves_a_tombstone(store: Store, p
     assert (await store.load(other)).tombstones == ()
 
 
+async def test_a_writer_that_loaded_a_deleted_document_writes_nothing_of_it(
+    store: Store, prefix: str
+) -> None:
+    doc, live = f"{prefix}-gone", f"{prefix}-live"
+    await store.append([entry(doc, b"1"), entry(live, b"x")])
+    loaded = await store.load(doc)  # this writer's incarnation of doc
+    seen = {doc: loaded.incarnation, live: (await store.load(live)).incarnation}
+    assert await store.delete(doc, state_vector=b"\x01\x07\x01") is True  # by someone else
+    seqs = await store.append(
+        [entry(doc, b"2"), entry(live, b"y"), entry(doc, b"3")],
+        snapshots={doc: b"S", live: b"L"},
+        incarnations=seen,
+    )
+    assert seqs == [0, 2, 0]
+    assert await store.document(doc) is None  # not created again, not even by the snapshot
+    assert await store.entries(doc) == []
+    assert [e.update for e in await store.entries(live)] == [b"x", b"y"]
+    assert (await store.load(live)).snapshot is not None
+    # Without the fence (a writer that knows no incarnation) it is a new document.
+    assert await store.append([entry(doc, b"new")]) == [1]
+
+
+async def test_a_writer_that_loaded_a_deleted_document_leaves_its_successor_alone(
+    store: Store, prefix: str
+) -> None:
+    doc = f"{prefix}-again"
+    await store.append([entry(doc, b"old")])
+    stale = {doc: (await store.load(doc)).incarnation}
+    assert await store.delete(doc, state_vector=b"\x01\x07\x01") is True
+    fresh = {doc: (await store.load(doc)).incarnation}
+    assert await store.append([entry(doc, b"new")], incarnations=fresh) == [1]
+    assert await store.append([entry(doc, b"stale")], {doc: b"S"}, incarnations=stale) == [0]
+    info = await store.document(doc)
+    assert info is not None and info.last_seq == 1
+    loaded = await store.load(doc)
+    assert loaded.snapshot is None
+    assert [e.update for e in loaded.entries] == [b"new"]
+    assert await store.append([entry(doc, b"more")], incarnations=fresh) == [2]
+
+
 async def test_unicode_names_and_binary_data_round_trip(store: Store, prefix: str) -> None:
     doc = f"{prefix}-é漢字🙂"
     data = bytes(range(256)) * 4

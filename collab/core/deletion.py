@@ -11,13 +11,14 @@ merged with the live room's). Editors that come back later meet the guard
 :class:`DeletionWatcher` is how a server learns of a deletion it did not make
 (``collab delete`` on the same store, another server): every
 ``deletion_poll_interval`` seconds it asks the store for tombstones it has not
-seen -- one indexed query, whatever the number of documents -- and deletes again
-any loaded document whose tombstone is newer than its load. "Again" because the
-room's editors may have written to the store after the first deletion (the
-updates they sent before it was noticed); the second deletion removes those, with
-a tombstone that covers them too, so nothing of the deleted incarnation survives.
-The eviction writes no final snapshot, so a deletion made elsewhere is not undone,
-not even for the moment between the eviction and the second deletion.
+seen -- one indexed query, whatever the number of documents -- and evicts any
+loaded document whose tombstone is newer than its load, closing its editors with
+4404. It deletes nothing: the store already fences the room's writes (each
+commit carries the incarnation it was loaded at, and the store writes nothing of
+a document deleted since, :meth:`~collab.store.Store.append`), so what its
+editors typed in between is never stored, the document is not brought back (not
+even by the room's final snapshot, were it unloaded first), and a new document
+of the same name, created meanwhile by another server, is left alone.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class DeletionWatcher:
 
     async def poll(self) -> list[str]:
         """One look at the store; returns the loaded documents it found deleted (and
-        deleted again, closing their editors with 4404)."""
+        evicted, their editors closed with 4404)."""
         if self._seen is None:
             await self.start()
             return []
@@ -104,7 +105,10 @@ class DeletionWatcher:
             if loaded_at is None or loaded_at >= tombstone.id:
                 continue  # not loaded, or loaded after that deletion: the new incarnation
             log.warning("%r was deleted by another process: closing its editors", tombstone.doc)
-            await delete_document(self._rooms, self._store, tombstone.doc)
+            async with self._rooms.deleting(tombstone.doc):
+                await self._rooms.evict(
+                    tombstone.doc, DocumentDeleted(f"document {tombstone.doc!r} was deleted")
+                )
             ended.append(tombstone.doc)
             if self._on_deleted is not None:
                 self._on_deleted(tombstone.doc)

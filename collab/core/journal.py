@@ -75,9 +75,18 @@ class DocumentLog:
     """One open document's handle on the journal. Build it with :meth:`Journal.open`."""
 
     def __init__(
-        self, journal: Journal, doc: str, state: Callable[[], bytes], last_seq: int
+        self,
+        journal: Journal,
+        doc: str,
+        state: Callable[[], bytes],
+        last_seq: int,
+        incarnation: int = 0,
     ) -> None:
         self.doc = doc
+        #: ``Loaded.incarnation`` of the load: the store fences this log's writes with it.
+        self.incarnation = incarnation
+        #: The store refused an append: the document was deleted since it was loaded.
+        self.ended = False
         self._journal = journal
         self._state = state
         self._last_seq = last_seq
@@ -157,7 +166,7 @@ class DocumentLog:
 
     def _wants_snapshot(self, now: float, forced: bool) -> bool:
         changed = self._appended - self._snapshot_mark
-        if changed <= 0 or self._superseded:
+        if changed <= 0 or self._superseded or self.ended:
             return False
         config = self._journal.config
         return (
@@ -174,6 +183,7 @@ class _Batch:
     snapshots: dict[str, bytes]
     marks: dict[DocumentLog, int]  # log -> its _appended value the snapshot covers
     requests: dict[DocumentLog, list[asyncio.Future[None]]]
+    incarnations: dict[str, int]  # doc -> Loaded.incarnation: the store's fence
 
 
 class Journal:
@@ -226,20 +236,24 @@ class Journal:
         state: Callable[[], bytes],
         last_seq: int,
         entries_since_snapshot: int = 0,
+        incarnation: int = 0,
     ) -> DocumentLog:
         """Start logging ``doc``. ``state()`` must return the live Doc's full state, synchronously.
 
-        ``last_seq`` is the seq the document was loaded at. ``entries_since_snapshot``
-        (``len(loaded.entries)``) counts toward the next snapshot, so a document
-        loaded from a long log without a snapshot gets one soon (at its next
-        commit, or when its log is closed) and the next load is fast.
+        ``last_seq`` is the seq the document was loaded at, ``incarnation`` its
+        ``Loaded.incarnation``: once the document is deleted (by anyone), the store
+        writes nothing more of this log (:meth:`~collab.store.Store.append`), the
+        log is :attr:`~DocumentLog.ended` and its updates are never acknowledged.
+        ``entries_since_snapshot`` (``len(loaded.entries)``) counts toward the next
+        snapshot, so a document loaded from a long log without a snapshot gets one
+        soon (at its next commit, or when its log is closed) and the next load is fast.
         Raises ``ValueError`` if ``doc`` is already open in this journal (a log
         whose ``close()`` failed may be replaced: its entries still commit first).
         """
         previous = self._logs.get(doc)
         if previous is not None and not previous._closing:
             raise ValueError(f"{doc!r} is already open in this journal")
-        log = self._logs[doc] = DocumentLog(self, doc, state, last_seq)
+        log = self._logs[doc] = DocumentLog(self, doc, state, last_seq, incarnation)
         log._snapshot_mark = -entries_since_snapshot
         if previous is not None:
             # Its close() failed (the store is failing) and it still holds entries. They
@@ -353,7 +367,9 @@ class Journal:
             started = time.perf_counter()
             try:
                 seqs = await self.store.append(
-                    [p.entry for p in list(self._queue)[: batch.count]], batch.snapshots
+                    [p.entry for p in list(self._queue)[: batch.count]],
+                    batch.snapshots,
+                    batch.incarnations,
                 )
             except StoreError as exc:
                 metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
@@ -402,7 +418,10 @@ class Journal:
                 continue
             marks[log] = log._appended
         last_ticket = self._queue[-1].ticket if count else self._committed
-        return _Batch(count, last_ticket, snapshots, marks, requests)
+        # The newest log of a name wins: a superseded log's entries (see open) were
+        # loaded before it, so they cannot be of a later incarnation.
+        incarnations = {log.doc: log.incarnation for log in logs}
+        return _Batch(count, last_ticket, snapshots, marks, requests, incarnations)
 
     def _succeed(self, batch: _Batch, seqs: list[int]) -> None:
         self.commits += 1
@@ -415,9 +434,16 @@ class Journal:
         metrics.UPDATES_COMMITTED.value += batch.count
         self._committed = batch.last_ticket
         latest: dict[DocumentLog, int] = {}
+        refused = False
         for pending, seq in zip(done, seqs, strict=True):
-            pending.log._durable += 1
-            latest[pending.log] = seq
+            pending.log._durable += 1  # settled: written, or refused for good
+            if seq:
+                latest[pending.log] = seq
+            else:
+                refused = True
+                self._end(pending.log)
+        if refused:
+            done, seqs = self._written(done, seqs)
         for log, mark in batch.marks.items():
             log._snapshot_mark = mark
             log._snapshot_time = now
@@ -455,6 +481,20 @@ class Journal:
             else:
                 waiting.append((ticket, future))
         self._waiters = waiting
+
+    @staticmethod
+    def _end(log: DocumentLog) -> None:
+        if not log.ended:
+            log.ended = True
+            logger.warning(
+                "%r was deleted since this process loaded it: its updates are not stored", log.doc
+            )
+
+    @staticmethod
+    def _written(done: list[_Pending], seqs: list[int]) -> tuple[list[_Pending], list[int]]:
+        """``done`` and ``seqs`` without the entries the store refused (seq 0)."""
+        kept = [(pending, seq) for pending, seq in zip(done, seqs, strict=True) if seq]
+        return [pending for pending, _ in kept], [seq for _, seq in kept]
 
     @staticmethod
     def _tell_observer(observer: DocumentObserver, done: list[_Pending], seqs: list[int]) -> None:

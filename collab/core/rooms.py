@@ -56,6 +56,7 @@ class LogFactory(Protocol):
         state: Callable[[], bytes],
         last_seq: int,
         entries_since_snapshot: int = 0,
+        incarnation: int = 0,
     ) -> ClosableLog: ...
 
 
@@ -228,7 +229,11 @@ class Rooms:
         # A long log since the last snapshot counts toward the next one, so the next
         # load of this document is fast.
         document_log = self._journal.open(
-            name, doc.get_update, loaded.last_seq, entries_since_snapshot=len(loaded.entries)
+            name,
+            doc.get_update,
+            loaded.last_seq,
+            entries_since_snapshot=len(loaded.entries),
+            incarnation=loaded.incarnation,
         )
         room.attach_log(document_log)
         if self._relay is not None:

@@ -125,7 +125,10 @@ class Store(Protocol):
         """Release connections. The store is unusable afterwards."""
 
     async def append(
-        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes] | None = None,
+        incarnations: Mapping[str, int] | None = None,
     ) -> list[int]:
         """Append ``entries`` in one transaction; return the seq given to each, in order.
 
@@ -135,6 +138,13 @@ class Store(Protocol):
         current last seq when the batch has none for it), so a snapshot and the
         log it covers never disagree. When this returns, everything is durable;
         when it raises ``StoreError``, nothing was written.
+
+        ``incarnations`` fences writers that hold a deleted document: it maps a
+        document to :attr:`Loaded.incarnation` as the writer loaded it. A document
+        with a newer tombstone (deleted since, by anyone, and perhaps created
+        again) gets none of its entries or its snapshot written, in the same
+        transaction that checks; those entries' seqs are 0. Documents it does not
+        name, or all of them when it is ``None``, are not fenced.
         """
         ...
 

@@ -47,14 +47,21 @@ class MemoryStore:
             raise StoreError("the store is not open")
 
     async def append(
-        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes] | None = None,
+        incarnations: Mapping[str, int] | None = None,
     ) -> list[int]:
         self._check()
         await asyncio.sleep(0)  # a real store yields here; so do we, to surface races in tests
         self._check()
         now = time.time()
+        ended = self._ended(incarnations) if incarnations else set()
         seqs: list[int] = []
         for entry in entries:
+            if entry.doc in ended:
+                seqs.append(0)
+                continue
             doc = self._docs.get(entry.doc)
             if doc is None:
                 doc = self._docs[entry.doc] = _Document(created_at=entry.at, updated_at=entry.at)
@@ -69,6 +76,8 @@ class MemoryStore:
             doc.updated_at = max(doc.updated_at, entry.at)
             seqs.append(doc.last_seq)
         for name, state in (snapshots or {}).items():
+            if name in ended:
+                continue
             doc = self._docs.get(name)
             if doc is None:
                 doc = self._docs[name] = _Document(created_at=now, updated_at=now)
@@ -76,6 +85,10 @@ class MemoryStore:
             # (or its previous last seq when the batch has none for it).
             self._put_snapshot(doc, Snapshot(seq=doc.last_seq, state=bytes(state), at=now))
         return seqs
+
+    def _ended(self, incarnations: Mapping[str, int]) -> set[str]:
+        """The documents of ``incarnations`` deleted since (a newer tombstone)."""
+        return {t.doc for t in self._tombstones if t.id > incarnations.get(t.doc, t.id)}
 
     @staticmethod
     def _put_snapshot(doc: _Document, snapshot: Snapshot) -> None:

@@ -161,9 +161,13 @@ def _append(
     entries: Sequence[NewEntry],
     snapshots: Mapping[str, bytes],
     several_writers: bool = False,
+    incarnations: Mapping[str, int] | None = None,
 ) -> list[int]:
     """The body of :meth:`SqlStore.append`, on a connection inside a transaction
-    (through ``AsyncConnection.run_sync`` on asyncpg).
+    (through ``AsyncConnection.run_sync`` on asyncpg). Entries of a document
+    ``incarnations`` shows deleted since get seq 0 (see :meth:`Store.append`).
+    The tombstones are read after the bumps: a deletion that committed first is
+    seen, one that comes later waits on the bumped row.
 
     SQLite runs the same transaction in plain sqlite3
     (collab.store.sqlite_append.append_in_transaction): a change here must be made there too.
@@ -182,6 +186,7 @@ def _append(
 
     ids: dict[str, int] = {}
     next_seq: dict[str, int] = {}
+    ended: set[str] = set()
     for name in names:
         # The bump is a write, so on SQLite it takes the write lock at once (no lock
         # upgrade later); a document seen for the first time is inserted, then bumped.
@@ -189,6 +194,9 @@ def _append(
         bump = {"doc_name": name, "count": count, "newest": last_at.get(name, 0.0)}
         row = conn.execute(_BUMP, bump).first()
         if row is None:
+            if incarnations is not None and _ended(conn, [name], incarnations):
+                ended.add(name)  # deleted since it was loaded: not created again
+                continue
             conn.execute(
                 insert(documents).on_conflict_do_nothing(index_elements=["name"]),
                 {
@@ -201,9 +209,19 @@ def _append(
             row = conn.execute(_BUMP, bump).one()
         ids[name] = row.id
         next_seq[name] = row.last_seq - count + 1
+    if incarnations is not None and ids:
+        # Deleted and created again since this writer loaded it: a new incarnation's row.
+        for name in _ended(conn, list(ids), incarnations):
+            ended.add(name)
+            conn.execute(_UNBUMP, {"doc_id": ids.pop(name), "count": counts.get(name, 0)})
+    if ended:
+        snapshots = {name: state for name, state in snapshots.items() if name not in ended}
     seqs: list[int] = []
     rows: list[dict[str, Any]] = []
     for entry in entries:
+        if entry.doc in ended:
+            seqs.append(0)
+            continue
         seq = next_seq[entry.doc]
         next_seq[entry.doc] = seq + 1
         seqs.append(seq)
@@ -235,6 +253,24 @@ def _append(
             ],
         )
     return seqs
+
+
+def _ended(conn: sa.Connection, names: Sequence[str], incarnations: Mapping[str, int]) -> list[str]:
+    """Those of ``names`` with a tombstone newer than their incarnation in ``incarnations``."""
+    newest = sa.func.max(tombstones_table.c.id)
+    query = (
+        sa.select(tombstones_table.c.name, newest)
+        .where(tombstones_table.c.name.in_(names))
+        .group_by(tombstones_table.c.name)
+    )
+    return [name for name, top in conn.execute(query) if top > incarnations.get(name, top)]
+
+
+_UNBUMP = (
+    documents.update()
+    .where(documents.c.id == sa.bindparam("doc_id"))
+    .values(last_seq=documents.c.last_seq - sa.bindparam("count", type_=sa.BigInteger))
+)
 
 
 def _with_others_entries(
@@ -409,23 +445,30 @@ class SqlStore:
                 await engine.dispose()
 
     async def append(
-        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes] | None = None,
+        incarnations: Mapping[str, int] | None = None,
     ) -> list[int]:
         snapshots = snapshots or {}
         if not entries and not snapshots:
             return []
         async with self._begin("append") as conn:
-            return await conn.run_sync(_append, entries, snapshots, self.several_writers)
+            return await conn.run_sync(
+                _append, entries, snapshots, self.several_writers, incarnations
+            )
 
     async def load(self, doc: str) -> Loaded:
         async with self._connect("load") as conn:
-            snapshot = await self._latest_snapshot(conn, doc, None)
-            after = snapshot.seq if snapshot else 0
-            entries = await self._entries(conn, doc, after, None)
+            # Tombstones first: a deletion between the reads then fences this load's
+            # writes (Store.append's incarnations) instead of going unnoticed.
             found = await conn.execute(
                 _TOMBSTONES.where(tombstones_table.c.name == doc).order_by(tombstones_table.c.id)
             )
             tombstones = tuple(Tombstone(*row) for row in found)
+            snapshot = await self._latest_snapshot(conn, doc, None)
+            after = snapshot.seq if snapshot else 0
+            entries = await self._entries(conn, doc, after, None)
         return Loaded(snapshot=snapshot, entries=entries, tombstones=tombstones)
 
     async def documents(self) -> list[DocumentInfo]:

@@ -306,22 +306,26 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     async def append(
-        self, entries: Sequence[NewEntry], snapshots: Mapping[str, bytes] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        snapshots: Mapping[str, bytes] | None = None,
+        incarnations: Mapping[str, int] | None = None,
     ) -> list[int]:
         snapshots = snapshots or {}
         if not entries and not snapshots:
             return []
         several = self.several_writers
         return await self._write(
-            "append", lambda conn: append_in_transaction(conn, entries, snapshots, several)
+            "append",
+            lambda conn: append_in_transaction(conn, entries, snapshots, several, incarnations),
         )
 
     async def load(self, doc: str) -> Loaded:
         def load(conn: sqlite3.Connection) -> Loaded:
-            snapshot = _latest_snapshot(conn, doc, None)
-            entries = _entries(conn, doc, snapshot.seq if snapshot else 0, None)
             found = conn.execute(f"{_TOMBSTONES} WHERE name = ? ORDER BY id", (doc,))
             tombstones = tuple(Tombstone(*row) for row in found)
+            snapshot = _latest_snapshot(conn, doc, None)
+            entries = _entries(conn, doc, snapshot.seq if snapshot else 0, None)
             return Loaded(snapshot=snapshot, entries=entries, tombstones=tombstones)
 
         return await self._read("load", load)

@@ -50,6 +50,10 @@ _NEW_DOCUMENT = (
 _INSERT = 'INSERT INTO updates (doc_id, seq, at, client, "user", data) VALUES (?, ?, ?, ?, ?, ?)'
 _PREVIOUS_SNAPSHOT = "SELECT max(seq) FROM snapshots WHERE doc_id = ?"
 _ENTRIES_SINCE = "SELECT data FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
+_NEWEST_TOMBSTONE = "SELECT name, max(id) FROM tombstones WHERE name IN ({}) GROUP BY name"
+_UNBUMP = "UPDATE documents SET last_seq = last_seq - ? WHERE id = ?"
+#: Names per tombstone query: under SQLite's smallest limit on bound variables (999).
+_NAMES_PER_QUERY = 500
 _SNAPSHOT = (
     "INSERT INTO snapshots (doc_id, seq, at, state) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (doc_id, seq) DO UPDATE SET state = excluded.state, at = excluded.at"
@@ -122,10 +126,12 @@ def append_in_transaction(
     entries: Sequence[NewEntry],
     snapshots: Mapping[str, bytes],
     several_writers: bool,
+    incarnations: Mapping[str, int] | None = None,
 ) -> list[int]:
     """The body of :meth:`collab.store.Store.append` on ``conn``, inside a transaction
     that the caller began with ``BEGIN IMMEDIATE`` and commits (or rolls back when this
-    raises ``sqlite3.Error``); the seqs given to ``entries``, in order."""
+    raises ``sqlite3.Error``); the seqs given to ``entries``, in order (0: not written,
+    its document was deleted after ``incarnations`` says the writer loaded it)."""
     counts: dict[str, int] = {}
     first_at: dict[str, float] = {}
     last_at: dict[str, float] = {}
@@ -142,22 +148,37 @@ def append_in_transaction(
     now = time.time()
     ids: dict[str, int] = {}
     next_seq: dict[str, int] = {}
+    ended: set[str] = set()
     for name in sorted(counts.keys() | snapshots.keys()):  # fixed order, as in sql._append
         count = counts.get(name, 0)
         newest = last_at.get(name, 0.0)
         bump = (count, newest, newest, name)
         row = conn.execute(_BUMP, bump).fetchone()
         if row is None:
+            if incarnations is not None and _ended(conn, [name], incarnations):
+                ended.add(name)  # deleted since it was loaded: not created again
+                continue
             conn.execute(_NEW_DOCUMENT, (name, first_at.get(name, now), last_at.get(name, now)))
             row = conn.execute(_BUMP, bump).fetchone()
             if row is None:  # pragma: no cover - the row was just inserted under our lock
                 raise sqlite3.IntegrityError(f"document {name!r} vanished during an append")
         ids[name] = row[0]
         next_seq[name] = row[1] - count + 1
+    if incarnations is not None and ids:
+        # Deleted and created again (by another writer) since this writer loaded it: the
+        # row is a new incarnation's; give it back the seqs the bump took.
+        for name in _ended(conn, list(ids), incarnations):
+            ended.add(name)
+            conn.execute(_UNBUMP, (counts.get(name, 0), ids.pop(name)))
+    if ended:
+        snapshots = {name: state for name, state in snapshots.items() if name not in ended}
     seqs: list[int] = []
     rows: list[tuple[object, ...]] = []
     for entry in entries:
         doc = entry.doc
+        if doc in ended:
+            seqs.append(0)
+            continue
         seq = next_seq[doc]
         next_seq[doc] = seq + 1
         seqs.append(seq)
@@ -176,6 +197,20 @@ def append_in_transaction(
             ],
         )
     return seqs
+
+
+def _ended(
+    conn: sqlite3.Connection, names: Sequence[str], incarnations: Mapping[str, int]
+) -> list[str]:
+    """Those of ``names`` with a tombstone newer than their incarnation in ``incarnations``."""
+    ended = []
+    for start in range(0, len(names), _NAMES_PER_QUERY):
+        chunk = names[start : start + _NAMES_PER_QUERY]
+        query = _NEWEST_TOMBSTONE.format(", ".join("?" * len(chunk)))
+        for name, newest in conn.execute(query, chunk).fetchall():
+            if newest > incarnations.get(name, newest):
+                ended.append(name)
+    return ended
 
 
 def _with_others_entries(
