@@ -98,9 +98,12 @@ async def test_a_room_unloaded_before_the_deletion_is_noticed_does_not_bring_it_
 ) -> None:
     await loaded_with(rooms, "notes", "typed")  # released: it unloads after the grace
     await deleted_elsewhere(store, "notes")
-    await asyncio.sleep(CONFIG.unload_grace_seconds + 0.1)
-    assert "notes" not in rooms  # unloaded, with its final snapshot refused
-    assert await store.document("notes") is None
+    async with asyncio.timeout(10):
+        while "notes" in rooms:  # the grace ends and the unload starts
+            await asyncio.sleep(0.01)
+    room = await rooms.acquire("notes")  # returns once that unload (its final flush) ended
+    rooms.release(room)
+    assert await store.document("notes") is None  # its final snapshot was refused
     loaded = await store.load("notes")
     assert loaded.snapshot is None and loaded.entries == []
 
