@@ -57,7 +57,14 @@ from launch import (
     ServerProcess,
     start_server,
 )
-from load import BigDocResult, PhaseResult, big_document, idle_connections, run_phase
+from load import (
+    BigDocResult,
+    PhaseResult,
+    big_document,
+    idle_connections,
+    run_phase,
+    run_typists,
+)
 
 from collab.policy.tokens import mint
 
@@ -70,7 +77,7 @@ TARGET_P99_MS = {"A": 5.0, "B": 10.0}
 TARGET_CPU_RATIO = {"yjs": 0.8, "pycrdt": 1 / 3}
 SHORT = {"yjs": "yjs", "pycrdt": "pycrdt"}
 TARGET_IDLE_KIB = 32.0
-PHASE_NAMES = ("A", "B", "PA", "PB", "idle", "mem", "sat", "redis")
+PHASE_NAMES = ("A", "B", "PA", "PB", "idle", "mem", "sat", "satpair", "redis")
 #: Saturation: the p99 a load must stay under to count as held.
 SATURATION_P99_MS = 100.0
 
@@ -87,9 +94,13 @@ class Plan:
     rate: float = 2.0
     #: Memory phase: one document built from this many edits of 10 characters.
     big_edits: int = 100_000
-    #: Saturation phase: edits/s per editor, tried in order on phase A's shape.
-    saturation_rates: tuple[float, ...] = (2, 4, 8, 12, 16, 24, 32, 48, 64)
+    #: Saturation phase ``sat``: edits/s per editor, tried in order on phase A's shape.
+    saturation_rates: tuple[float, ...] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
     saturation_step: float = 8.0
+    #: Saturation phase ``satpair``: documents of two editors each (one delivery per
+    #: edit), so that the generator, whose cost is mostly per delivery, outlasts the server.
+    pair_docs: int = 20
+    pair_rates: tuple[float, ...] = (25, 50, 100, 150, 200, 300, 400, 600, 800)
     #: Presence phases: cursor moves per second per editor, beside ``presence_typing`` edits/s.
     presence_rate: float = 5.0
     presence_typing: float = 1.0
@@ -105,6 +116,8 @@ QUICK = Plan(
     big_edits=10_000,
     saturation_rates=(2, 8, 32),
     saturation_step=3.0,
+    pair_docs=5,
+    pair_rates=(25, 100),
 )
 
 
@@ -194,6 +207,23 @@ async def memory_phase(server: ServerProcess, plan: Plan, seed: int) -> BigDocRe
     return await big_document(server.url, server.rss, edits=plan.big_edits, seed=seed)
 
 
+@dataclass(frozen=True)
+class Saturation:
+    """A saturation phase: a shape and the rates per editor it climbs through."""
+
+    name: str
+    shape: tuple[int, int]  # documents, editors per document
+    rates: tuple[float, ...]
+
+
+def saturations(plan: Plan) -> list[Saturation]:
+    """``sat`` on phase A's shape; ``satpair`` on documents of two editors."""
+    return [
+        Saturation("sat", plan.phase_a, plan.saturation_rates),
+        Saturation("satpair", (plan.pair_docs, 2), plan.pair_rates),
+    ]
+
+
 @dataclass
 class Step:
     """One rate of the saturation phase."""
@@ -207,28 +237,30 @@ class Step:
         return r.p99_ms < SATURATION_P99_MS and not r.missing
 
 
-async def saturation_phase(server: ServerProcess, plan: Plan, seed: int) -> list[Step]:
-    """Raise the typing rate on phase A's shape until p99 passes 100 ms (or edits go missing).
+async def saturation_phase(
+    server: ServerProcess, plan: Plan, sat: Saturation, seed: int
+) -> list[Step]:
+    """Raise the typing rate on ``sat``'s shape until p99 passes 100 ms (or edits go missing).
 
-    Each step is a fresh set of editors on fresh documents of the same server. The
-    editors don't apply what they receive (they only find the tokens in it), so the
-    generator stays lighter than the server for longer; its loop lag is reported.
+    Each step is a fresh set of editors on fresh documents of the same server, typed
+    by the Node generator (:func:`load.run_typists`): stock Yjs editors that only look
+    for tokens in what they receive, several times lighter per delivery than the Python
+    generator, which saturated before the servers did. Its busy share is reported.
     """
-    docs, editors = plan.phase_a
+    docs, editors = sat.shape
     steps: list[Step] = []
     cpu: dict[str, float] = {}
-    for rate in plan.saturation_rates:
+    for rate in sat.rates:
         cpu.clear()
-        result = await run_phase(
+        result = await run_typists(
             server.url,
             docs=docs,
             editors_per_doc=editors,
             duration=plan.saturation_step,
             rate=rate,
             seed=seed,
-            doc_prefix=f"sat{rate:g}",
+            doc_prefix=f"{sat.name}{rate:g}",
             drain_timeout=5.0,
-            apply_updates=False,
             on_start=lambda: cpu.__setitem__("start", server.cpu_seconds()),
             on_stop=lambda: cpu.__setitem__("stop", server.cpu_seconds()),
         )
@@ -295,7 +327,7 @@ def redis_phase(workdir: Path, plan: Plan, seed: int, profile: Path | None = Non
     one = start_server("collab", workdir / "one")
     spies = [_spy(one, profile / "collab-redis-one.txt")] if profile is not None else []
     try:
-        single = asyncio.run(_phase_on([one], plan, seed, "solo"))
+        single = run(_phase_on([one], plan, seed, "solo"))
     finally:
         _stop_spies(spies)
         one.stop()
@@ -310,7 +342,7 @@ def redis_phase(workdir: Path, plan: Plan, seed: int, profile: Path | None = Non
         if profile is not None:
             spies = [_spy(s, profile / f"collab-redis-p{i}.txt") for i, s in enumerate(servers, 1)]
         redis_cpu = redis.cpu_seconds()
-        joined = asyncio.run(_phase_on(servers, plan, seed, "split"))
+        joined = run(_phase_on(servers, plan, seed, "split"))
         redis_cpu = redis.cpu_seconds() - redis_cpu
     finally:
         _stop_spies(spies)
@@ -325,6 +357,22 @@ async def idle_phase(server: ServerProcess, plan: Plan) -> IdleResult:
         server.url, plan.idle_connections, plan.idle_docs, server.rss
     )
     return IdleResult(plan.idle_connections, before, after)
+
+
+#: The generator's event loop (``--generator-loop``): uvloop keeps it lighter than the servers
+#: in the saturation phases for longer.
+GENERATOR_LOOP = "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run one phase of the generator on its event loop (``GENERATOR_LOOP``)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if GENERATOR_LOOP == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def on_fresh_server(
@@ -343,7 +391,7 @@ def on_fresh_server(
     server = start_server(kind, workdir, pycrdt_store, COLLAB_DB)
     spies = [_spy(server, profile)] if profile is not None else []
     try:
-        return asyncio.run(body(server))
+        return run(body(server))
     finally:
         _stop_spies(spies)
         server.stop()
@@ -493,21 +541,24 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def render_saturation(plan: Plan, saturation: dict[str, list[Step]], kinds: list[str]) -> str:
-    docs, editors = plan.phase_a
+def render_saturation(
+    plan: Plan, sat: Saturation, saturation: dict[str, list[Step]], kinds: list[str]
+) -> str:
+    docs, editors = sat.shape
     total = docs * editors
     shown = [k for k in kinds if k in saturation]
     header = "| edits/s per editor (total) | " + " | ".join(
         f"{LABELS[k]} p99 (ms) / missing / server CPU % / generator %" for k in shown
     )
     lines = [
-        f"Saturation: {docs} document(s) x {editors} editors, {plan.saturation_step:g} s per "
+        f"Saturation {sat.name}: {docs} document(s) x {editors} editors, "
+        f"{plan.saturation_step:g} s per "
         f"rate, until p99 passes {SATURATION_P99_MS:g} ms",
         "",
         header + " |",
         "|---:|" + "---:|" * len(shown),
     ]
-    for rate in plan.saturation_rates:
+    for rate in sat.rates:
         cells = []
         for kind in shown:
             step = next((s for s in saturation[kind] if s.rate == rate), None)
@@ -554,24 +605,25 @@ def verdicts(
     phases: dict[str, dict[str, PhaseResult]],
     idle: dict[str, IdleResult],
     memory: dict[str, BigDocResult] | None = None,
-    saturation: dict[str, list[Step]] | None = None,
+    saturation: dict[str, dict[str, list[Step]]] | None = None,
     redis_result: RedisResult | None = None,
 ) -> list[str]:
     out = []
     memory = memory or {}
-    saturation = saturation or {}
-    if "collab" in saturation:
-        mine_rate = held_rate(saturation["collab"])
+    for name, by_server in (saturation or {}).items():
+        if "collab" not in by_server:
+            continue
+        mine_rate = held_rate(by_server["collab"])
         for peer, factor in (("pycrdt", 4.0), ("yjs", 1.0)):
-            if peer not in saturation:
+            if peer not in by_server:
                 continue
-            theirs_rate = held_rate(saturation[peer])
+            theirs_rate = held_rate(by_server[peer])
             ok = mine_rate >= factor * theirs_rate and (peer != "yjs" or mine_rate > theirs_rate)
             relation = f">= {factor:g}x" if peer == "pycrdt" else ">"
             out.append(
-                f"saturation: collab holds {mine_rate:g} edits/s per editor {relation} "
+                f"{name}: collab holds {mine_rate:g} edits/s per editor {relation} "
                 f"{LABELS[peer]}'s {theirs_rate:g}: {_yes(ok)}"
-                + (" (the generator may cap it: see its loop lag)" if ok is False else "")
+                + (" (the generator may cap it: see its busy share)" if ok is False else "")
             )
     if redis_result is not None:
         a, b = cpu_per_delivery_us(redis_result.one), cpu_per_delivery_us(redis_result.two)
@@ -686,9 +738,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="collab's store (default: a fresh SQLite file; memory:// isolates the store's cost)",
     )
+    parser.add_argument(
+        "--generator-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the load generator's event loop (default uvloop; asyncio: the stdlib's)",
+    )
     args = parser.parse_args(argv)
-    global COLLAB_DB
+    global COLLAB_DB, GENERATOR_LOOP
     COLLAB_DB = args.collab_db
+    GENERATOR_LOOP = args.generator_loop
     if args.auth:
         # Servers inherit the environment (launch.start_server); the others ignore it.
         secret = secrets.token_urlsafe(48)
@@ -722,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, PhaseResult]] = {}
     idle: dict[str, IdleResult] = {}
     memory: dict[str, BigDocResult] = {}
-    saturation: dict[str, list[Step]] = {}
+    saturation: dict[str, dict[str, list[Step]]] = {}  # by phase, then by server
     redis_result: RedisResult | None = None
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
         for phase in phases:
@@ -750,12 +809,15 @@ def main(argv: list[str] | None = None) -> int:
                 mem_body = partial(memory_phase, plan=plan, seed=args.seed)
                 memory[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
 
-        if "sat" in wanted:
+        for sat in saturations(plan):
+            if sat.name not in wanted:
+                continue
             for kind in kinds:
-                print(f"saturation on {LABELS[kind]} ...", file=sys.stderr, flush=True)
-                workdir = Path(tmp) / f"{kind}-sat"
-                sat_body = partial(saturation_phase, plan=plan, seed=args.seed)
-                saturation[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, sat_body)
+                print(f"{sat.name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
+                workdir = Path(tmp) / f"{kind}-{sat.name}"
+                sat_body = partial(saturation_phase, plan=plan, sat=sat, seed=args.seed)
+                steps = on_fresh_server(kind, workdir, args.pycrdt_store, sat_body)
+                saturation.setdefault(sat.name, {})[kind] = steps
         if "redis" in wanted and "collab" in kinds:
             print("two collab processes joined by Redis ...", file=sys.stderr, flush=True)
             redis_result = redis_phase(Path(tmp) / "redis-phase", plan, args.seed, args.profile)
@@ -793,8 +855,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         title = f"Memory: one document built from {plan.big_edits:,} edits of 10 characters"
         print(render(title, mem_rows, kinds) + "\n")
-    if saturation:
-        print(render_saturation(plan, saturation, kinds) + "\n")
+    for sat in saturations(plan):
+        if sat.name in saturation:
+            print(render_saturation(plan, sat, saturation[sat.name], kinds) + "\n")
     if redis_result is not None:
         print(render_redis(redis_result) + "\n")
     for line in verdicts(results, idle, memory, saturation, redis_result):
