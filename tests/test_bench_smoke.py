@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "bench"))
 
 from launch import YJS_SERVER, start_server
-from load import run_phase
+from load import TYPIST, run_phase, run_typists
 
 
 @pytest.mark.timeout(60)
@@ -88,3 +88,25 @@ async def test_harness_runs_yjs_reference_server(tmp_path: Path) -> None:
     assert result.presence_echoes == result.moves
     assert result.delivered == result.edits * 2
     assert result.presence_delivered == result.moves * 2
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", ["collab", "yjs"])
+async def test_node_typists_deliver_every_edit_once(kind: str, tmp_path: Path) -> None:
+    """The saturation phases' Node generator (stock yjs and ws) scores like load.py."""
+    if not (TYPIST.parent / "node_modules").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{TYPIST.parent}/node_modules is missing (make node-deps)")
+        pytest.skip("the bench's npm packages are not installed (make node-deps)")
+    server = start_server(kind, tmp_path)
+    try:
+        result = await run_typists(
+            server.url, docs=2, editors_per_doc=3, duration=2.0, rate=4.0, drain_timeout=20
+        )
+    finally:
+        server.stop()
+    assert result.edits == 2 * 3 * 8
+    assert len(result.latencies_ms) == result.delivered == result.edits * 2
+    assert result.duplicates == 0
+    # collab never sends an edit back to its sender; Yjs's server always does.
+    assert result.echoes == (0 if kind == "collab" else result.edits)

@@ -95,7 +95,7 @@ class Plan:
     #: Memory phase: one document built from this many edits of 10 characters.
     big_edits: int = 100_000
     #: Saturation phase ``sat``: edits/s per editor, tried in order on phase A's shape.
-    saturation_rates: tuple[float, ...] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+    saturation_rates: tuple[float, ...] = (4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192)
     saturation_step: float = 8.0
     #: Saturation phase ``satpair``: documents of two editors each (one delivery per
     #: edit), so that the generator, whose cost is mostly per delivery, outlasts the server.
