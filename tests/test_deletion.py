@@ -23,6 +23,7 @@ from collab.errors import DocumentDeleted
 from collab.store import NewEntry
 from collab.store.memory import MemoryStore
 from collab.store.replay import replay
+from collab.wire.protocol import Update
 
 CONFIG = Config(db_url="memory://", unload_grace_seconds=0.01, commit_interval=0.001)
 
@@ -83,14 +84,63 @@ async def test_what_editors_type_after_a_deletion_elsewhere_is_never_stored(
     await watcher.start()
     await loaded_with(rooms, "notes", "before")
     await deleted_elsewhere(store, "notes")
-    with pytest.raises(edits.NotDurable):  # typed before the deletion is noticed
-        await loaded_with(rooms, "notes", " after", timeout=0.2)
+    # Typed before the watcher looked: the store refuses it, and the edit is told so
+    # at once (not a NotDurable once its timeout ran out).
+    with pytest.raises(DocumentDeleted):
+        await loaded_with(rooms, "notes", " after", timeout=30)
     assert await store.document("notes") is None
-    assert await watcher.poll() == ["notes"]
-    assert "notes" not in rooms
+    await until_unloaded(rooms, "notes")  # evicted on the refusal, before any poll
+    assert await watcher.poll() == []  # nothing left for the watcher to evict
     assert await store.document("notes") is None
     assert [t.doc for t in await store.tombstones(0)] == ["notes"]  # only the deletion's
-    assert await watcher.poll() == []
+
+
+async def until_unloaded(rooms: Rooms, name: str) -> None:
+    async with asyncio.timeout(5):
+        while name in rooms:
+            await asyncio.sleep(0.01)
+
+
+class Editor:
+    """A room's peer that records how its connection was ended (a session's ``fail``)."""
+
+    def __init__(self) -> None:
+        self.id = "editor"
+        self.user: str | None = None
+        self.read_only = False
+        self.wants_acks = False
+        self.failed: list[Exception] = []
+
+    def send(self, frame: bytes) -> None:
+        pass
+
+    def saved(self) -> None:
+        pass
+
+    def fail(self, exc: Exception) -> None:
+        self.failed.append(exc)
+
+
+async def test_editors_of_a_document_deleted_elsewhere_are_closed_on_the_first_refusal(
+    rooms: Rooms, store: MemoryStore
+) -> None:
+    # No watcher runs: the store's refusal of a write is what ends the room.
+    await loaded_with(rooms, "notes", "before")
+    room = await rooms.acquire("notes")
+    editor = Editor()
+    room.join(editor)
+    await deleted_elsewhere(store, "notes")
+    other: Doc[Any] = Doc()
+    other.get("text", type=Text).insert(0, "typed after")
+    room.receive(editor, Update(other.get_update()))
+    async with asyncio.timeout(5):
+        while not editor.failed:
+            await asyncio.sleep(0.01)
+    assert [type(e) for e in editor.failed] == [DocumentDeleted]
+    room.leave(editor)
+    rooms.release(room)
+    await until_unloaded(rooms, "notes")
+    assert await store.document("notes") is None
 
 
 async def test_a_room_unloaded_before_the_deletion_is_noticed_does_not_bring_it_back(
@@ -119,9 +169,10 @@ async def test_a_new_document_made_elsewhere_survives_the_old_ones_eviction(
     other.get("text", type=Text).insert(0, "new")
     fresh = {"notes": (await store.load("notes")).incarnation}
     await store.append([NewEntry("notes", other.get_update(), 1.0, "elsewhere")], None, fresh)
-    with pytest.raises(edits.NotDurable):
-        await loaded_with(rooms, "notes", " stale", timeout=0.2)
-    assert await watcher.poll() == ["notes"]
+    with pytest.raises(DocumentDeleted):
+        await loaded_with(rooms, "notes", " stale", timeout=30)
+    await until_unloaded(rooms, "notes")
+    assert await watcher.poll() == []
     loaded = await store.load("notes")
     assert str(replay(loaded.snapshot, loaded.entries).get("text", type=Text)) == "new"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,11 @@ class ListLog:
 
     def when_durable(self, callback: Callable[[], None]) -> None:
         self.callbacks.append(callback)
+
+    @property
+    def ending(self) -> asyncio.Future[None]:
+        """Never done: this log accepts everything."""
+        return asyncio.get_running_loop().create_future()
 
     def commit(self) -> None:
         for callback in self.callbacks:

@@ -21,7 +21,7 @@ from typing import Any
 from pycrdt import Doc
 
 from collab.core.rooms import Rooms
-from collab.errors import CollabError
+from collab.errors import CollabError, DocumentDeleted
 from collab.wire.protocol import Update
 
 __all__ = ["NotDurable", "Origin", "apply"]
@@ -83,18 +83,24 @@ async def apply(
         InvalidPayload: the update is not a valid Yjs update (nothing changed).
         CollabError: whatever ``change`` raises (e.g. InvalidRequest), before anything changed.
         NotDurable: the store did not commit it within ``timeout`` seconds.
+        DocumentDeleted: the store refused it: the document was deleted (by another
+            process or ``collab delete``) since this process loaded it.
         StoreError: the document could not be loaded.
     """
     room = await rooms.acquire(name)
     try:
         origin = Origin(client, user, rooms, name)
         room.receive(origin, Update(change(room.doc)))
-        try:
-            async with asyncio.timeout(timeout):
-                return await origin.durable
-        except TimeoutError:
-            raise NotDurable(
-                "the edit is applied but not yet durable: the store is not committing"
-            ) from None
+        ending = room.ending
+        waits: set[asyncio.Future[Any]] = {origin.durable}
+        if ending is not None:
+            waits.add(ending)
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if origin.durable in done:
+            return origin.durable.result()
+        if ending is not None and ending in done:
+            # The store refused it: the document was deleted since this process loaded it.
+            raise DocumentDeleted(f"document {name!r} was deleted; the edit was not stored")
+        raise NotDurable("the edit is applied but not yet durable: the store is not committing")
     finally:
         rooms.release(room)

@@ -87,6 +87,7 @@ class DocumentLog:
         self.incarnation = incarnation
         #: The store refused an append: the document was deleted since it was loaded.
         self.ended = False
+        self._ending: asyncio.Future[None] | None = None
         self._journal = journal
         self._state = state
         self._last_seq = last_seq
@@ -98,6 +99,17 @@ class DocumentLog:
         self._closing = False
         self._superseded = False  # never snapshot: see Journal.open
         self._new = last_seq == 0  # no entry yet: its first commit creates the document
+
+    @property
+    def ending(self) -> asyncio.Future[None]:
+        """Done once the log has :attr:`ended`: the store refused its appends, because
+        the document was deleted since this log's load. Its refused updates are never
+        acknowledged; whoever waits for one waits on this too. One future per log."""
+        if self._ending is None:
+            self._ending = asyncio.get_running_loop().create_future()
+            if self.ended:
+                self._ending.set_result(None)
+        return self._ending
 
     @property
     def pending(self) -> int:
@@ -489,6 +501,8 @@ class Journal:
             logger.warning(
                 "%r was deleted since this process loaded it: its updates are not stored", log.doc
             )
+            if log._ending is not None and not log._ending.done():
+                log._ending.set_result(None)
 
     @staticmethod
     def _written(done: list[_Pending], seqs: list[int]) -> tuple[list[_Pending], list[int]]:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state
+
+if TYPE_CHECKING:
+    import asyncio
 
 from collab.core import metrics
 from collab.core.awareness import AwarenessTable
@@ -86,6 +89,11 @@ class Log(Protocol):
 
     def when_durable(self, callback: Callable[[], None]) -> None: ...
 
+    @property
+    def ending(self) -> asyncio.Future[None]:
+        """Done once the store refuses this log's appends (the document was deleted)."""
+        ...
+
 
 class Room:
     """One document and its editors.
@@ -134,6 +142,12 @@ class Room:
     def attach_log(self, log: Log) -> None:
         """Set the log once the journal knows the document (after loading)."""
         self._log = log
+
+    @property
+    def ending(self) -> asyncio.Future[None] | None:
+        """Done once the store refuses this room's updates (:attr:`Log.ending`);
+        ``None`` for a room without a log."""
+        return None if self._log is None else self._log.ending
 
     # -- editors ------------------------------------------------------------------------------
 

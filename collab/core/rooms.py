@@ -33,7 +33,7 @@ from collab.core import metrics
 from collab.core.guard import Guard
 from collab.core.relay import RoomRelay
 from collab.core.room import Log, Room
-from collab.errors import CollabError
+from collab.errors import CollabError, DocumentDeleted
 from collab.store import Store
 from collab.store.replay import replay
 
@@ -85,6 +85,7 @@ class Rooms:
         self._deleting: dict[str, asyncio.Event] = {}
         #: name -> the newest tombstone id when it was loaded (Loaded.incarnation).
         self._incarnations: dict[str, int] = {}
+        self._evictions: set[asyncio.Task[None]] = set()
 
     def __contains__(self, name: str) -> bool:
         return name in self._rooms
@@ -236,6 +237,7 @@ class Rooms:
             incarnation=loaded.incarnation,
         )
         room.attach_log(document_log)
+        document_log.ending.add_done_callback(lambda _: self._ended(name, document_log))
         if self._relay is not None:
             room.relay = self._relay
             await self._relay.join(room)  # never raises; bounded by redis_sync_timeout
@@ -244,6 +246,23 @@ class Rooms:
         metrics.DOCUMENTS_LOADED.value += 1
         log.debug("loaded %s (seq %d)", name, loaded.last_seq)
         return room
+
+    def _ended(self, name: str, document_log: ClosableLog) -> None:
+        """The store refused ``document_log``'s appends: the document was deleted since
+        it was loaded (by another process, or ``collab delete``). Evict its room now,
+        closing its editors with 4404, rather than at the deletion watcher's next poll:
+        what they type meanwhile would not be stored."""
+        if self._logs.get(name) is not document_log:
+            return  # unloading already
+        task = asyncio.create_task(self._evict_ended(name, document_log), name=f"evict {name}")
+        self._evictions.add(task)
+        task.add_done_callback(self._evictions.discard)
+
+    async def _evict_ended(self, name: str, document_log: ClosableLog) -> None:
+        async with self.deleting(name):
+            if self._logs.get(name) is document_log:
+                log.warning("%r was deleted elsewhere: closing its editors", name)
+                await self.evict(name, DocumentDeleted(f"document {name!r} was deleted"))
 
     def _start_unload(self, name: str, force: bool = False, snapshot: bool = True) -> None:
         self._unload_timers.pop(name, None)
