@@ -91,7 +91,7 @@ async def test_harness_runs_yjs_reference_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("kind", ["collab", "yjs"])
+@pytest.mark.parametrize("kind", ["collab", "yjs", "pycrdt"])
 async def test_node_typists_deliver_every_edit_once(kind: str, tmp_path: Path) -> None:
     """The saturation phases' Node generator (stock yjs and ws) scores like load.py."""
     if not (TYPIST.parent / "node_modules").exists():
@@ -108,5 +108,5 @@ async def test_node_typists_deliver_every_edit_once(kind: str, tmp_path: Path) -
     assert result.edits == 2 * 3 * 8
     assert len(result.latencies_ms) == result.delivered == result.edits * 2
     assert result.duplicates == 0
-    # collab never sends an edit back to its sender; Yjs's server always does.
+    # collab never sends an edit back to its sender; the two peers always do.
     assert result.echoes == (0 if kind == "collab" else result.edits)

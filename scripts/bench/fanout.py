@@ -13,7 +13,11 @@ A. 10 documents x 10 editors, each typing 2 edits/s for ``--duration`` seconds;
 B. 1 document x 50 editors at the same rate;
 PA, PB. the same shapes, each editor moving its cursor 5 times a second (one
    awareness update each) beside typing 1 edit/s;
-idle. 1,000 synced, idle connections over 10 documents: RSS growth per connection.
+idle. 1,000 synced, idle connections over 10 documents: RSS growth per connection;
+mem. one document built from 100,000 edits: RSS holding it;
+sat, satpair. the typing rate raised until p99 passes 100 ms, on phase A's shape and on
+   documents of two editors, typed by the Node generator (yjs-server/typist.mjs);
+redis. phase A's load on one collab process, then split over two joined by Redis.
 
 Every server runs in its own subprocess; this process is the load generator
 (see load.py for how latency is measured). Printed per server: p50/p99 latency
