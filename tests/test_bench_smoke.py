@@ -108,5 +108,9 @@ async def test_node_typists_deliver_every_edit_once(kind: str, tmp_path: Path) -
     assert result.edits == 2 * 3 * 8
     assert len(result.latencies_ms) == result.delivered == result.edits * 2
     assert result.duplicates == 0
-    # collab never sends an edit back to its sender; the two peers always do.
-    assert result.echoes == (0 if kind == "collab" else result.edits)
+    # collab never sends an edit back to its sender; the two peers do (the drain waits
+    # for deliveries only, so the last echoes may come after it).
+    if kind == "collab":
+        assert result.echoes == 0
+    else:
+        assert result.edits // 2 < result.echoes <= result.edits
