@@ -21,7 +21,7 @@ from collab.config import Config
 from collab.core.gate import DocumentEntry, Gate
 from collab.core.journal import Journal
 from collab.core.rooms import Rooms
-from collab.core.session import Session
+from collab.core.session import CONGESTION_BYTES, Session
 from collab.errors import InvalidName, StoreError
 from collab.store.memory import MemoryStore
 from collab.wire import protocol
@@ -37,6 +37,7 @@ class FakeTransport:
     written: list[bytes] = field(default_factory=list)
     closed: tuple[int, str] | None = None
     waiting: int = 0
+    congested: bool = True
 
     def write(self, message: bytes) -> None:
         assert self.closed is None, "a session must not write after closing"
@@ -149,6 +150,21 @@ async def test_a_slow_editor_is_closed_with_1013_and_the_sender_is_not(rooms: Ro
     assert to_writer.closed is None
     writer.receive(edit("more"))  # and nothing more is written to the slow one
     assert to_slow.closed[0] == 1013
+
+
+async def test_an_uncongested_transport_is_still_measured_for_a_frame_that_could_pass(
+    rooms: Rooms,
+) -> None:
+    # Not congested: at most CONGESTION_BYTES wait. A frame that, with those, could pass
+    # the limit is measured all the same; a small one is not (the transport's word).
+    writer, _ = await joined(rooms)
+    _, to_reader = await joined(rooms)
+    to_reader.congested = False
+    to_reader.waiting = CONGESTION_BYTES
+    writer.receive(edit("small"))
+    assert to_reader.closed is None
+    writer.receive(edit("z" * (CONFIG.outbox_max_bytes - CONGESTION_BYTES)))
+    assert to_reader.closed is not None and to_reader.closed[0] == 1013
 
 
 async def test_one_big_message_into_an_empty_buffer_is_admitted(rooms: Rooms) -> None:

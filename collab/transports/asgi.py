@@ -269,6 +269,9 @@ class AsgiSocket:
             self._queued = 0
             self._wakeup.set()
 
+    #: Always measure :attr:`buffered` (a queue's size: cheap, and never paused).
+    congested = True
+
     @property
     def buffered(self) -> int:
         return self._queued

@@ -114,6 +114,9 @@ class EventStream:
         if self.end(code, reason):
             self._on_close(code, reason)
 
+    #: Always measure :attr:`buffered` (a queue's size: cheap, and never paused).
+    congested = True
+
     @property
     def buffered(self) -> int:
         return self._pending

@@ -180,9 +180,13 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable.clear()
+        if self.websocket is not None:
+            self.websocket.congested = True
 
     def resume_writing(self) -> None:
         self._writable.set()
+        if self.websocket is not None:
+            self.websocket.congested = False
 
     def shutdown(self) -> None:
         """Server shutdown: WebSockets get 1001; idle HTTP connections are closed."""

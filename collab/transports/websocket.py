@@ -39,6 +39,7 @@ from websockets.speedups import apply_mask
 
 from collab.config import Config
 from collab.core.gate import Receiver
+from collab.core.session import CONGESTION_BYTES
 from collab.errors import CloseCode
 
 __all__ = ["WebSocket", "wire_frame"]
@@ -58,6 +59,13 @@ class WebSocket:
     ) -> None:
         self._transport = transport
         self._protocol = protocol
+        #: The protocol is OPEN: data frames may go out. A mirror of ``protocol.state``
+        #: (a property: ~500 instructions a read, once per delivery), refreshed after
+        #: every call that can move it: receive_data, receive_eof, send_close.
+        self._sending = protocol.state is State.OPEN
+        #: More than CONGESTION_BYTES wait unsent (the transport paused us); see
+        #: :attr:`collab.core.session.Transport.congested`.
+        self.congested = False
         self._config = config
         self._receiver: Receiver | None = None
         self._ended = False
@@ -74,20 +82,21 @@ class WebSocket:
     # -- the session core's Transport ---------------------------------------------------------
 
     def write(self, message: bytes) -> None:
-        if self._protocol.state is State.OPEN:
+        if self._sending:
             self._transport.write(wire_frame(message))
 
     def write_text(self, message: str) -> None:
         """Send one text message (signaling speaks JSON text frames)."""
-        if self._protocol.state is State.OPEN:
+        if self._sending:
             self._protocol.send_text(message.encode())
             self._flush()
 
     def close(self, code: int, reason: str) -> None:
-        if self._protocol.state is not State.OPEN:
+        if not self._sending:
             return
         self._closed_here = True
         self._protocol.send_close(code, reason)
+        self._sending = False
         self._flush()
         # Called from inside a broadcast (a slow consumer) or a session's receive:
         # the session leaves its room on the next loop turn, not while the room
@@ -108,10 +117,11 @@ class WebSocket:
     def attach(self, receiver: Receiver, pending: bytes = b"") -> None:
         """Start delivering to ``receiver``; ``pending`` is what arrived with the handshake."""
         self._receiver = receiver
+        self._transport.set_write_buffer_limits(high=CONGESTION_BYTES)
         self._arm_ping()
         if pending:
             self.data_received(pending)
-        elif self._protocol.state is not State.OPEN:
+        elif not self._sending:
             self._end()
 
     def data_received(self, data: bytes) -> None:
@@ -129,6 +139,7 @@ class WebSocket:
             if rest:  # a frame cut short: the protocol sees it, then the end
                 self._protocol.receive_data(rest)
         self._protocol.receive_eof()
+        self._sending = self._protocol.state is State.OPEN
         self._flush()
         self._end()
 
@@ -151,7 +162,7 @@ class WebSocket:
                 self._feed(payload)
             else:
                 self._deliver(payload, kind is _Kind.TEXT)
-            if self._closed_here or self._protocol.state is not State.OPEN:
+            if self._closed_here or not self._sending:
                 # Closing: the protocol parses what follows (it awaits the close frame).
                 self._frames = None
                 self._flush()
@@ -161,11 +172,12 @@ class WebSocket:
     def _feed(self, data: bytes) -> None:
         protocol = self._protocol
         protocol.receive_data(data)
+        self._sending = protocol.state is State.OPEN
         for event in protocol.events_received():
             if isinstance(event, Frame):
                 self._on_frame(event)
         self._flush()
-        if protocol.state is not State.OPEN:
+        if not self._sending:
             self._closing()
 
     def _on_frame(self, frame: Frame) -> None:
@@ -241,7 +253,7 @@ class WebSocket:
             self._ping = self._loop.call_later(interval, self._send_ping)
 
     def _send_ping(self) -> None:
-        if self._protocol.state is not State.OPEN:
+        if not self._sending:
             return
         self._protocol.send_ping(os.urandom(4))
         self._flush()
