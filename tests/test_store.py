@@ -16,7 +16,7 @@ from collab.errors import StoreError
 from collab.store import Loaded, LogEntry, NewEntry, Store, store_from_url
 from collab.store.memory import MemoryStore
 from collab.store.sql import SqlStore, engine_url
-from collab.store.sqlite import SqliteStore
+from collab.store.sqlite import WRITER_CACHE_KIB, SqliteStore
 from tests.store_fixtures import (  # noqa: F401
     PG_URL,
     DurableStore,
@@ -257,6 +257,22 @@ async def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_the_sqlite_writer_keeps_a_small_page_cache_and_reads_the_default(
+    tmp_path: Path,
+) -> None:
+    # The writer only appends: a 2 MiB cache would fill as the log grows, for nothing.
+    store = SqliteStore(f"sqlite:///{tmp_path / 'cache.db'}")
+    await store.open()
+    try:
+        await store.append([entry("d", b"\x00\x00")])
+        assert await store.entries("d")
+        assert store._write_conn is not None and store._read_conn is not None
+        assert store._write_conn.execute("PRAGMA cache_size").fetchone() == (-WRITER_CACHE_KIB,)
+        assert store._read_conn.execute("PRAGMA cache_size").fetchone() == (-2000,)
+    finally:
+        await store.close()
 
 
 async def test_a_failed_sqlite_append_writes_nothing_and_the_next_one_works(
