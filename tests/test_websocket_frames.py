@@ -23,6 +23,7 @@ from websockets.uri import parse_uri
 
 from collab.client import Client, connect
 from collab.config import Config
+from collab.transports.websocket import wire_frame
 from collab.wire import protocol
 from collab.wire.protocol import Update
 from tests import servers
@@ -232,3 +233,13 @@ async def _malformed_frame(running: RunningServer, watcher: Client, kind: str) -
         await eventually(lambda: text_of(watcher) == "still kept")
     assert text_of(watcher) == "still kept"
     raw.abort()
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70_000])
+def test_wire_frame_is_the_frame_websockets_would_serialize(length: int) -> None:
+    # Around each of RFC 6455's length encodings (7 bits, 16 bits, 64 bits).
+    message = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    expected = Frame(Opcode.BINARY, message).serialize(mask=False)
+    assert wire_frame(message) == expected
+    assert wire_frame(message) == expected  # from the cache: the same frame
+    assert wire_frame(bytes(message)) == expected  # an equal message, another object
