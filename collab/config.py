@@ -193,6 +193,12 @@ class Config:
     redis_sync_timeout: float = setting(
         1.0, "seconds a process loading a document waits for the others' state"
     )
+    #: A connection that dies without a FIN or an RST (a dropped NAT entry, a failover
+    #: to another host) is found by this, not by TCP, which takes hours.
+    redis_heartbeat: float = setting(
+        5.0,
+        "seconds between PINGs to Redis; silent for twice as long: reconnect and resync (0: never)",
+    )
     workers: int = setting(1, "processes serving one port (more than 1 needs --redis-url)")
     #: Set by `collab serve --workers N` in each worker (0..N-1); none in a lone process.
     worker_index: int | None = setting(None, "this worker's index (set by --workers)")

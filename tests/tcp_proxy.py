@@ -13,7 +13,9 @@ carries an ``Upgrade`` header with 403, passing everything else through.
 With ``silence_upgrades`` it is the subtler kind: it completes the handshake itself
 (101), then swallows every frame and sends none, so the WebSocket opens and carries
 nothing. ``reset()`` drops the open connections (an RST each) but keeps listening,
-as when a flaky link cuts a long-lived event stream.
+as when a flaky link cuts a long-lived event stream. ``blackhole()`` is the
+silent kind of death: the open connections stay open on both ends and carry
+nothing more, either way (a NAT entry dropped); new ones work.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TcpProxy:
         self.blocked_upgrades = 0
         self._listener: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._muted: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -75,6 +78,10 @@ class TcpProxy:
         for writer in list(self._writers):
             _reset(writer)
         self._writers.clear()
+
+    def blackhole(self) -> None:
+        """From now on, drop whatever the open connections carry; close none of them."""
+        self._muted.update(self._writers)
 
     async def restore(self) -> None:
         """Accept connections again, on the same port."""
@@ -148,6 +155,8 @@ class TcpProxy:
             while data := await src.read(65536):
                 if dst not in self._writers:
                     break  # cut: drop what is in flight, as a dead link would
+                if dst in self._muted:
+                    continue  # a black hole: read, never delivered
                 if up:
                     self.bytes_up += len(data)
                 else:

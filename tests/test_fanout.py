@@ -32,6 +32,7 @@ from collab.store.replay import replay
 from collab.wire.protocol import SyncStep2, Update
 from tests.conftest import eventually
 from tests.redis_fixtures import RedisServer, redis_server
+from tests.tcp_proxy import tcp_proxy
 from tests.test_room import FakePeer
 
 __all__ = ["redis_server"]
@@ -159,6 +160,41 @@ async def test_redis_restarted_mid_session_converges_without_reconnecting(
         assert text_of(replay(None, entries)) == text_of(a.doc)
         assert a.connected and b.connected
         assert relay_of(one).stats.resyncs >= 1 and relay_of(two).stats.resyncs >= 1
+
+
+async def test_a_redis_connection_that_dies_silently_is_noticed_and_resynced(
+    fanout_config: Config, redis_server: RedisServer
+) -> None:
+    # Server two reaches Redis through a proxy that turns into a black hole: its
+    # connections stay open and carry nothing (no FIN, no RST), as when a NAT entry
+    # is dropped. Only the heartbeat can tell; then it reconnects and resyncs.
+    async with tcp_proxy(redis_server.port) as proxy:
+        via_proxy = fanout_config.replace(
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_heartbeat=0.2
+        )
+        async with (
+            serve(fanout_config) as one,
+            serve(via_proxy) as two,
+        ):
+            await eventually(lambda: relay_of(one).up and relay_of(two).up)
+            async with (
+                connect(f"ws://127.0.0.1:{one.port}/silent") as a,
+                connect(f"ws://127.0.0.1:{two.port}/silent") as b,
+            ):
+                await a.wait_synced()
+                await b.wait_synced()
+                a.doc.get("text", type=Text).insert(0, "A1 ")
+                await b.wait_for(lambda: "A1" in text_of(b.doc))
+                connections = proxy.accepted
+                proxy.blackhole()
+                a.doc.get("text", type=Text).insert(0, "A2 ")
+                b.doc.get("text", type=Text).insert(0, "B2 ")
+                await a.wait_for(lambda: "B2" in text_of(a.doc), timeout=10)
+                await b.wait_for(lambda: "A2" in text_of(b.doc), timeout=10)
+                assert text_of(a.doc) == text_of(b.doc)
+                assert proxy.accepted > connections  # it reconnected, through the proxy
+                assert relay_of(two).stats.downs >= 1 and relay_of(two).stats.resyncs >= 1
+                assert a.connected and b.connected  # no editor had to reconnect
 
 
 edits = st.tuples(st.just("edit"), st.sampled_from("ab"), st.text("xyz", min_size=1, max_size=3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -41,6 +42,8 @@ class RespConnection(asyncio.Protocol):
         #: True while the write buffer is over WRITE_BUFFER_LIMIT: the caller should hold back.
         self.paused = False
         self._handshake: asyncio.Future[Reply] | None = None
+        #: ``time.monotonic()`` when Redis last sent anything (or when we connected).
+        self.heard_at = time.monotonic()
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -51,6 +54,7 @@ class RespConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
 
     def data_received(self, data: bytes) -> None:
+        self.heard_at = time.monotonic()
         try:
             replies = self._parser.feed(data)
         except ProtocolError as exc:
@@ -97,6 +101,11 @@ class RespConnection(asyncio.Protocol):
         """Close once what was written is sent; :attr:`closed` is set when it is gone."""
         if self._transport is not None:
             self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent bytes and all (Redis stopped answering)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     async def _authenticate(self, username: str | None, password: str) -> None:
         self._handshake = asyncio.get_running_loop().create_future()

@@ -26,7 +26,11 @@ publishing process's id, so a process skips its own.
   comes back (or whose publishes failed) resyncs every document it holds, by
   state vectors. While Redis is down the rooms serve their editors and the
   journal logs as usual; nothing is queued for Redis meanwhile (the resync sends
-  differences, which also repairs updates a Doc is holding past a gap).
+  differences, which also repairs updates a Doc is holding past a gap). A
+  connection that goes silent without closing (a dropped NAT entry, a failover)
+  is found by a heartbeat: a ``PING`` on the subscribed connection every
+  ``Config.redis_heartbeat`` seconds; a connection that owes Redis's answer for
+  twice as long is dropped, so the loops above reconnect and resync.
 - Presence crosses the same way. A process renews (in batches) and removes only
   the states its own editors own; states from a process that died expire on the
   others after ``awareness_timeout``, like those of a silent editor.
@@ -38,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -65,6 +70,7 @@ _MAX_RETRY_DELAY = 2.0
 _FAILURES = (RedisError, OSError)
 _CONNECT_TIMEOUT = 2.0
 _PUBLISH = b"PUBLISH"
+_PING = command(b"PING")
 
 
 @dataclass(slots=True)
@@ -122,6 +128,7 @@ class RedisRelay:
         self._outbox: list[bytes] = []  # PUBLISH commands not yet written
         self._flush_scheduled = False
         self._unanswered = 0  # publishes written that Redis has not answered yet
+        self._waiting_since = 0.0  # monotonic time _unanswered last rose from 0
         self._answered = asyncio.Event()  # set whenever _unanswered drops to 0
         self._publish_failed = False
         self._publish_error_logged = False
@@ -141,6 +148,9 @@ class RedisRelay:
             asyncio.create_task(self._subscriber(), name="collab.fanout subscriber"),
             asyncio.create_task(self._publisher(), name="collab.fanout publisher"),
         ]
+        if self._config.redis_heartbeat > 0:
+            heartbeat = self._heartbeat(self._config.redis_heartbeat)
+            self._tasks.append(asyncio.create_task(heartbeat, name="collab.fanout heartbeat"))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -270,6 +280,8 @@ class RedisRelay:
             self.stats.dropped += len(batch)
             self._publish_failed = True
             return
+        if not self._unanswered:
+            self._waiting_since = time.monotonic()
         self._unanswered += len(batch)
 
     def _on_publish_reply(self, reply: Reply) -> None:
@@ -333,6 +345,31 @@ class RedisRelay:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_RETRY_DELAY)
+
+    async def _heartbeat(self, interval: float) -> None:
+        """Every ``interval`` seconds: PING the subscribed connection, and drop a
+        connection on which Redis owes an answer (a PING's, or a publish's) and has
+        been silent for ``2 * interval``. Dropped, it is reconnected by its loop, which
+        resyncs; without this a connection that died silently would never be noticed."""
+        limit = 2 * interval
+        while not self._closing:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            sub = self._sub
+            if sub is not None and sub.open:
+                if now - sub.heard_at > limit:
+                    log.warning(
+                        "Redis silent for %.1f s (subscribed): reconnecting", now - sub.heard_at
+                    )
+                    sub.abort()
+                else:
+                    sub.write(_PING)  # answered by ["pong", ""] (ignored by _on_push)
+            pub = self._pub
+            if pub is not None and self._unanswered:
+                silent = now - max(pub.heard_at, self._waiting_since)
+                if silent > limit:
+                    log.warning("Redis silent for %.1f s (publishing): reconnecting", silent)
+                    pub.abort()
 
     # -- subscribing ------------------------------------------------------------------------------
 
