@@ -34,6 +34,7 @@ from tests.conftest import eventually
 from tests.redis_fixtures import RedisServer, redis_server
 from tests.tcp_proxy import tcp_proxy
 from tests.test_room import FakePeer
+from tests.webhook_receiver import receiver
 
 __all__ = ["redis_server"]
 
@@ -195,6 +196,33 @@ async def test_a_redis_connection_that_dies_silently_is_noticed_and_resynced(
                 assert proxy.accepted > connections  # it reconnected, through the proxy
                 assert relay_of(two).stats.downs >= 1 and relay_of(two).stats.resyncs >= 1
                 assert a.connected and b.connected  # no editor had to reconnect
+
+
+async def test_a_document_typed_into_on_two_processes_at_once_is_created_once(
+    fanout_config: Config,
+) -> None:
+    # Both processes load the new document before either commits: each believed it new.
+    # document.created goes out once, from the process whose commit took seq 1.
+    async with receiver() as hook:
+        config = fanout_config.replace(
+            webhook_url=(hook.url,), webhook_debounce_seconds=0.1, commit_interval=0.01
+        )
+        async with (
+            two_servers(config) as (one, two),
+            connect(f"ws://127.0.0.1:{one.port}/born", saved_acks=True) as a,
+            connect(f"ws://127.0.0.1:{two.port}/born", saved_acks=True) as b,
+        ):
+            await a.wait_synced()
+            await b.wait_synced()
+            a.doc.get("text", type=Text).insert(0, "a")
+            b.doc.get("text", type=Text).insert(0, "b")
+            await a.wait_saved()
+            await b.wait_saved()
+            await hook.wait_for(lambda: len(hook.events("document.changed")) >= 2)
+            entries = await one.store.entries("born")
+    created = hook.events("document.created")
+    assert [c["seq"] for c in created] == [1], created
+    assert [e.seq for e in entries] == [1, 2]
 
 
 edits = st.tuples(st.just("edit"), st.sampled_from("ab"), st.text("xyz", min_size=1, max_size=3))

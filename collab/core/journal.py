@@ -98,7 +98,6 @@ class DocumentLog:
         self._snapshot_time = time.monotonic()
         self._closing = False
         self._superseded = False  # never snapshot: see Journal.open
-        self._new = last_seq == 0  # no entry yet: its first commit creates the document
 
     @property
     def ending(self) -> asyncio.Future[None]:
@@ -514,8 +513,10 @@ class Journal:
     def _tell_observer(observer: DocumentObserver, done: list[_Pending], seqs: list[int]) -> None:
         committed = []
         for pending, seq in zip(done, seqs, strict=True):
-            entry, log = pending.entry, pending.log
-            first, log._new = log._new, False
+            entry = pending.entry
+            # Seq 1, not "this process loaded it empty": with several processes (one store)
+            # each may have loaded the new document, and the store gives seq 1 to one commit.
+            first = seq == 1
             committed.append(Committed(entry.doc, seq, entry.client, entry.user, entry.at, first))
         try:
             observer.committed(committed)

@@ -31,7 +31,8 @@ class Committed:
     user: str | None
     #: Seconds since the epoch, when the server accepted it.
     at: float
-    #: The document's first entry ever: it did not exist before this update.
+    #: The document's first entry ever (seq 1): it did not exist before this update. Once
+    #: per document across every process sharing the store (each seq is given once).
     first: bool = False
 
 
