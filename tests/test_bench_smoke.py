@@ -114,3 +114,19 @@ async def test_node_typists_deliver_every_edit_once(kind: str, tmp_path: Path) -
         assert result.echoes == 0
     else:
         assert result.edits // 2 < result.echoes <= result.edits
+
+
+def test_the_median_round_is_the_middle_one_by_cpu_and_ratios_pair_rounds() -> None:
+    from fanout import cpu_per_delivery_us, median_round, round_ratios
+    from load import PhaseResult
+
+    def run(cpu: float | None) -> PhaseResult:
+        return PhaseResult(1, 2, 1.0, delivered=1_000_000, server_cpu_seconds=cpu)
+
+    runs = [run(3.0), run(None), run(1.0), run(2.0)]
+    assert median_round(runs, cpu_per_delivery_us) is runs[3]  # 1, 2, 3, then None
+    assert median_round(runs[:3], cpu_per_delivery_us) is runs[0]  # 1, 3, then None
+    lines = round_ratios(
+        "A", {"collab": [run(1.0), run(3.0)], "yjs": [run(2.0), run(2.0)]}, cpu_per_delivery_us
+    )
+    assert lines == ["phase A: collab / @y/websocket-server's per round: 0.50, 1.50; median 0.50"]

@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python scripts/bench/fanout.py                 # full run, about 8 minutes
     python scripts/bench/fanout.py --quick         # smoke run, about 2 minutes
     python scripts/bench/fanout.py --only collab --duration 10 --phases A,PB
+    python scripts/bench/fanout.py --phases A --rounds 3   # each server 3 times, in turn
 
 Phases, each on a freshly started server (pycrdt-websocket, then @y/websocket-server,
 then collab):
@@ -452,6 +453,46 @@ def cpu_per_delivery_us(r: PhaseResult) -> float | None:
     return 1e6 * r.server_cpu_seconds / delivered
 
 
+def median_round(
+    runs: list[PhaseResult], key: Callable[[PhaseResult], float | None]
+) -> PhaseResult:
+    """The run whose ``key`` is the median (the lower middle one of an even count); runs
+    without a figure sort last."""
+
+    def order(r: PhaseResult) -> tuple[bool, float]:
+        value = key(r)
+        return (value is None, value or 0.0)
+
+    ordered = sorted(runs, key=order)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def round_ratios(
+    name: str, runs: dict[str, list[PhaseResult]], key: Callable[[PhaseResult], float | None]
+) -> list[str]:
+    """A line per peer: collab's ``key`` over the peer's, round by round, and their median."""
+    mine = runs.get("collab")
+    if mine is None:
+        return []
+    lines = []
+    for peer in ("yjs", "pycrdt"):
+        theirs = runs.get(peer)
+        if theirs is None:
+            continue
+        ratios = []
+        for a, b in zip(mine, theirs, strict=True):
+            x, y = key(a), key(b)
+            if x is not None and y:
+                ratios.append(x / y)
+        if ratios:
+            middle = sorted(ratios)[(len(ratios) - 1) // 2]
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            lines.append(
+                f"phase {name}: collab / {LABELS[peer]}'s per round: {each}; median {middle:.2f}"
+            )
+    return lines
+
+
 def cpu_per_presence_us(r: PhaseResult) -> float | None:
     """Server CPU per cursor move delivered to an editor, in microseconds: the whole
     phase's CPU (the edits typed beside the moves included) over presence deliveries."""
@@ -726,6 +767,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the load phases (A, B, PA, PB) this many times, every server in turn each "
+        "round; the tables show each server's median round by CPU per delivery, and every "
+        "round's ratios are printed after the verdicts",
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         help="collab servers require tokens (COLLAB_AUTH_SECRET); every editor sends one",
@@ -787,18 +836,25 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, BigDocResult] = {}
     saturation: dict[str, dict[str, list[Step]]] = {}  # by phase, then by server
     redis_result: RedisResult | None = None
+    rounds: dict[str, dict[str, list[PhaseResult]]] = {}  # by phase, then by server
     with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
         for phase in phases:
-            sink = results.setdefault(phase.name, {})
-            for kind in kinds:
-                print(f"phase {phase.name} on {LABELS[kind]} ...", file=sys.stderr, flush=True)
-                workdir = Path(tmp) / f"{kind}-{phase.name}"
-                profile = None
-                if args.profile is not None and kind.startswith("collab"):
-                    args.profile.mkdir(parents=True, exist_ok=True)
-                    profile = args.profile / f"collab-{phase.name}.txt"
-                body = partial(load_phase, plan=plan, phase=phase, seed=args.seed)
-                sink[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, body, profile)
+            runs = rounds.setdefault(phase.name, {})
+            for n in range(args.rounds):
+                for kind in kinds:
+                    of = f" (round {n + 1} of {args.rounds})" if args.rounds > 1 else ""
+                    label = f"phase {phase.name} on {LABELS[kind]}{of}"
+                    print(f"{label} ...", file=sys.stderr, flush=True)
+                    workdir = Path(tmp) / f"{kind}-{phase.name}-{n}"
+                    profile = None
+                    if args.profile is not None and kind.startswith("collab"):
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        profile = args.profile / f"collab-{phase.name}-{n}.txt"
+                    body = partial(load_phase, plan=plan, phase=phase, seed=args.seed)
+                    result = on_fresh_server(kind, workdir, args.pycrdt_store, body, profile)
+                    runs.setdefault(kind, []).append(result)
+            key = cpu_per_presence_us if phase.presence_rate else cpu_per_delivery_us
+            results[phase.name] = {k: median_round(rs, key) for k, rs in runs.items()}
         if "idle" in wanted:
             for kind in kinds:
                 print(f"idle connections on {LABELS[kind]} ...", file=sys.stderr, flush=True)
@@ -866,6 +922,11 @@ def main(argv: list[str] | None = None) -> int:
         print(render_redis(redis_result) + "\n")
     for line in verdicts(results, idle, memory, saturation, redis_result):
         print(line)
+    if args.rounds > 1:
+        for phase in phases:
+            key = cpu_per_presence_us if phase.presence_rate else cpu_per_delivery_us
+            for line in round_ratios(phase.name, rounds[phase.name], key):
+                print(line)
     if args.json:
         data = {
             "plan": plan.__dict__,
