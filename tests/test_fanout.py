@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
-from collab.client import connect
+from collab.client import Client, connect
 from collab.config import Config
 from collab.core.room import Room
 from collab.fanout import check_processes
@@ -56,6 +56,21 @@ async def two_servers(config: Config) -> AsyncIterator[tuple[Server, Server]]:
         yield one, two
 
 
+@contextlib.asynccontextmanager
+async def two_editors(
+    config: Config, doc: str
+) -> AsyncIterator[tuple[Server, Server, Client, Client]]:
+    """Two servers joined by Redis and a synced editor of ``doc`` on each (saved acks on)."""
+    async with (
+        two_servers(config) as (one, two),
+        connect(f"ws://127.0.0.1:{one.port}/{doc}", saved_acks=True) as a,
+        connect(f"ws://127.0.0.1:{two.port}/{doc}", saved_acks=True) as b,
+    ):
+        await a.wait_synced()
+        await b.wait_synced()
+        yield one, two, a, b
+
+
 @pytest.fixture
 def fanout_config(tmp_path: Path, redis_server: RedisServer) -> Config:
     return Config(
@@ -69,13 +84,7 @@ def fanout_config(tmp_path: Path, redis_server: RedisServer) -> Config:
 
 
 async def test_editors_on_two_servers_share_one_document(fanout_config: Config) -> None:
-    async with (
-        two_servers(fanout_config) as (one, two),
-        connect(f"ws://127.0.0.1:{one.port}/shared", saved_acks=True) as a,
-        connect(f"ws://127.0.0.1:{two.port}/shared", saved_acks=True) as b,
-    ):
-        await a.wait_synced()
-        await b.wait_synced()
+    async with two_editors(fanout_config, "shared") as (one, two, a, b):
         a.doc.get("text", type=Text).insert(0, "from one. ")
         await b.wait_for(lambda: text_of(b.doc) == "from one. ")
         b.doc.get("text", type=Text).insert(0, "from two. ")
@@ -137,13 +146,7 @@ def test_several_processes_need_redis_and_a_shared_store() -> None:
 async def test_redis_restarted_mid_session_converges_without_reconnecting(
     fanout_config: Config, redis_server: RedisServer
 ) -> None:
-    async with (
-        two_servers(fanout_config) as (one, two),
-        connect(f"ws://127.0.0.1:{one.port}/outage", saved_acks=True) as a,
-        connect(f"ws://127.0.0.1:{two.port}/outage", saved_acks=True) as b,
-    ):
-        await a.wait_synced()
-        await b.wait_synced()
+    async with two_editors(fanout_config, "outage") as (one, two, a, b):
         a.doc.get("text", type=Text).insert(0, "A1 ")
         await b.wait_for(lambda: "A1" in text_of(b.doc))
         redis_server.stop()
@@ -207,13 +210,7 @@ async def test_a_document_typed_into_on_two_processes_at_once_is_created_once(
         config = fanout_config.replace(
             webhook_url=(hook.url,), webhook_debounce_seconds=0.1, commit_interval=0.01
         )
-        async with (
-            two_servers(config) as (one, two),
-            connect(f"ws://127.0.0.1:{one.port}/born", saved_acks=True) as a,
-            connect(f"ws://127.0.0.1:{two.port}/born", saved_acks=True) as b,
-        ):
-            await a.wait_synced()
-            await b.wait_synced()
+        async with two_editors(config, "born") as (one, _, a, b):
             a.doc.get("text", type=Text).insert(0, "a")
             b.doc.get("text", type=Text).insert(0, "b")
             await a.wait_saved()
