@@ -8,8 +8,12 @@ loopback candidates -- while no packet can leave the namespace. Its own
 ``/etc/netns/NAME/resolv.conf`` and ``hosts`` (which ``ip netns exec`` mounts over
 ``/etc``) point name lookups at the namespace's loopback, so a lookup fails at
 once instead of waiting seconds for the machine's resolver, which is out of
-reach. It is deleted on exit, also on failure; namespaces that a killed test
-run left behind are swept the next time.
+reach. IPv6 is off in it, and it is handed over only once both veth ends are
+up: otherwise the kernel adds and confirms IPv6 link-local addresses a second
+or two later, and Chromium, which watches the interfaces over netlink, aborts
+what it is loading with ``net::ERR_NETWORK_CHANGED``. It is deleted on exit,
+also on failure; namespaces that a killed test run left behind are swept the
+next time.
 
 Needs root (``ip netns add``); :func:`netns_unavailable` says why not.
 """
@@ -21,6 +25,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +48,26 @@ def netns_unavailable() -> str | None:
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def _settled(name: str) -> None:
+    """Wait until both veth ends report operational state UP (the kernel's link watch
+    can take up to a second to say so), so that no link event follows the handover."""
+    deadline = time.monotonic() + 10
+    while True:
+        links = subprocess.run(
+            ["ip", "-n", name, "-o", "link", "show"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        up = [line for line in links.splitlines() if "veth-" in line and "state UP" in line]
+        if len(up) == 2:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the namespace's veth pair never came up: {links}")
+        time.sleep(0.05)
 
 
 def _sweep_stale() -> None:
@@ -84,6 +109,9 @@ def network_namespace() -> Iterator[str]:
         shutil.rmtree(etc, ignore_errors=True)
         raise
     try:
+        # Before the veth pair exists, so that it never gets IPv6 addresses.
+        for scope in ("all", "default"):
+            _ip("netns", "exec", name, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b")
         _ip("-n", name, "addr", "add", f"{HOST_A}/24", "dev", "veth-a")
@@ -91,6 +119,7 @@ def network_namespace() -> Iterator[str]:
         _ip("-n", name, "link", "set", "veth-a", "up")
         _ip("-n", name, "link", "set", "veth-b", "up")
         _ip("-n", name, "route", "add", "default", "via", HOST_B, "dev", "veth-a")
+        _settled(name)
         yield name
     finally:
         # Deleting the namespace removes its interfaces; its processes are the caller's.

@@ -33,3 +33,29 @@ def test_a_namespace_has_both_addresses_and_is_deleted_even_on_failure() -> None
             raise RuntimeError("the test failed")
     assert ns not in namespaces()
     assert not Path("/etc/netns", ns).exists()
+
+
+def test_no_interface_changes_once_the_namespace_is_handed_over() -> None:
+    """Chromium aborts page loads (net::ERR_NETWORK_CHANGED) when an address or link
+    changes under it: a namespace must be settled when its caller gets it."""
+    reason = netns_unavailable()
+    if reason is not None:
+        missing(reason)
+    with network_namespace() as ns:
+        monitor = subprocess.Popen(
+            ["ip", "-n", ns, "monitor", "link", "address"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            # IPv6 duplicate address detection confirms link-local addresses after ~1-2 s.
+            monitor.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            monitor.terminate()
+        events, _ = monitor.communicate(timeout=10)
+        addresses = subprocess.run(
+            exec_in(ns, "ip", "-6", "-o", "addr"), capture_output=True, text=True
+        ).stdout
+    assert events == ""
+    assert addresses == ""
