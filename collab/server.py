@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
@@ -94,6 +95,7 @@ def run(config: Config) -> None:
         if status:
             raise SystemExit(status)
         return
+    fix_mmap_threshold()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -130,6 +132,46 @@ def _freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` parameter of ``mallopt`` (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Its default, which glibc raises up to 32 MiB as mmapped blocks are freed.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def fix_mmap_threshold() -> bool:
+    """Pin glibc's mmap threshold at its default, 128 KiB; return whether it was set.
+
+    glibc serves an allocation of at least the threshold with its own ``mmap``
+    and gives it back to the kernel when it is freed, but each such free raises
+    the threshold to that block's size (up to 32 MiB). A server encodes a large
+    document's state in one buffer (a snapshot, a sync reply), so after the
+    first one, every later buffer of that size comes from the heap of the thread
+    that made it, and the free space left behind stays in the process's RSS:
+    3.7 MiB in the SQLite writer thread's arena once a 1 MB document has been
+    snapshotted, 0.65 MiB with the threshold pinned (docs/performance.md,
+    "Memory"). Setting it with ``mallopt`` also turns the adjustment off.
+
+    Done once by the ``collab serve`` process (never by :func:`serve`, which an
+    application may embed), and not at all where the C library is not glibc or
+    the operator set the threshold already (``MALLOC_MMAP_THRESHOLD_`` or
+    ``GLIBC_TUNABLES``).
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        return False
+    try:
+        libc_version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # not a name this platform knows
+        libc_version = ""
+    if not libc_version.startswith("glibc"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -12,7 +12,10 @@ edits a document through it, stops it with SIGTERM and reads the list.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +95,54 @@ async def test_tokens_load_pyjwt(tmp_path: Path) -> None:
         tmp_path, tmp_path / "auth.db", "--auth-secret", secret, token=token
     )
     assert "jwt" in loaded
+
+
+#: Frees a 4 MiB block, then makes a 1 MiB one, and prints how much that added to
+#: the bytes glibc holds in mmapped blocks of their own (``mallinfo2().hblkhd``):
+#: the whole MiB when the block went to ``mmap``, nothing when it came from the heap.
+_MMAP_PROBE = """\
+import ctypes, sys
+
+from collab.server import fix_mmap_threshold
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else False
+block = bytearray(4 << 20)
+del block
+before = libc.mallinfo2().hblkhd
+block = bytearray(1 << 20)
+print(fixed, libc.mallinfo2().hblkhd - before)
+"""
+
+
+def _mmapped_after_a_large_free(mode: str) -> tuple[bool, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _MMAP_PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))},
+    ).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(
+    not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"), reason="glibc only"
+)
+def test_the_mmap_threshold_stays_put_after_a_large_block_is_freed() -> None:
+    """A large buffer freed still lets the next one go back to the kernel when freed."""
+    fixed, mmapped = _mmapped_after_a_large_free("fix")
+    assert fixed
+    assert mmapped > 1 << 20
+    # What it prevents: glibc alone moves the threshold above 1 MiB after the
+    # 4 MiB free, and the 1 MiB block comes from the heap.
+    fixed, mmapped = _mmapped_after_a_large_free("leave")
+    assert not fixed
+    assert mmapped == 0
