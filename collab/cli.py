@@ -36,17 +36,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from collab.config import Config
 from collab.errors import CollabError, InvalidRequest
 from collab.flags import add_settings, config_from
-from collab.history import patch
-from collab.history import versions as history
-from collab.history.export import FORMATS, Export, export, import_archive
+from collab.history import FORMATS
 from collab.names import NAME_RULE, valid_name
 from collab.policy.tokens import MODES, mint
 from collab.store import DocumentInfo, NewEntry, Store, store_from_url
+
+if TYPE_CHECKING:
+    from collab.history import versions as history
+    from collab.history.export import Export
 
 __all__ = ["READ_SETTINGS", "main", "parser"]
 
@@ -267,9 +269,11 @@ def _write(data: bytes | str) -> None:
 
 
 def _at(value: str | None) -> history.At | None:
+    from collab.history.versions import parse_at
+
     if value is None or value.strip().lower() == "now":
         return None
-    return history.parse_at(value)
+    return parse_at(value)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -279,6 +283,9 @@ def _table(rows: list[list[str]]) -> str:
 
 
 async def _command(args: argparse.Namespace, config: Config, store: Store) -> None:
+    from collab.history import versions as history
+    from collab.history.export import export, import_archive
+
     doc: str | None = getattr(args, "doc", None)
     if doc is not None and not valid_name(doc, config):
         # repr() keeps the message on one line whatever the name holds (a newline, say).
@@ -362,6 +369,9 @@ async def _restore(
     store: Store, config: Config, doc: str, to: str, author: str | None
 ) -> tuple[int, int]:
     """Restore ``doc`` to version ``to`` in the store itself; return (seq, version id)."""
+    from collab.history import patch
+    from collab.history import versions as history
+
     at = history.parse_at(to)
     if await asyncio.to_thread(_listening, config):
         raise _Failure(

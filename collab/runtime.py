@@ -33,8 +33,6 @@ from collab.core.relay import RoomRelay
 from collab.core.rooms import Rooms
 from collab.errors import CollabError
 from collab.fanout import check_processes
-from collab.history import formats
-from collab.history import versions as history
 from collab.http import api, edits, health, pages
 from collab.http import metrics as metrics_http
 from collab.http.router import Router
@@ -97,6 +95,8 @@ class Runtime:
 
     async def text_of(self, doc: str) -> str:
         """The current text of ``doc``: the live room's if loaded, else the store's."""
+        from collab.history import formats
+
         room = self.rooms.get(doc)
         if room is not None:
             return formats.text_of(room.doc, self.config)
@@ -123,11 +123,11 @@ class Runtime:
         """Apply the retention policy to every document, once per ``retention_interval``."""
         while True:
             await asyncio.sleep(self.config.retention_interval)
+            from collab.history.versions import apply_retention  # not before it is needed
+
             try:
                 for info in await self.store.documents():
-                    removed = await history.apply_retention(
-                        self.store, self.config, info.name, time.time()
-                    )
+                    removed = await apply_retention(self.store, self.config, info.name, time.time())
                     if removed:
                         log.info("retention merged %d entries of %r", removed, info.name)
             except CollabError as exc:

@@ -30,6 +30,9 @@ from tests.serverproc import ROOT, ServerProcess, free_port
 HEAVY = (
     *("sqlalchemy", "alembic", "jwt", "cryptography", "asyncpg", "prometheus_client"),
     "urllib.request",  # and http.client: the webhooks' HTTP client
+    # History is read on request (the HTTP API, the CLI), never by an editor's edit.
+    *("collab.history.versions", "collab.history.export", "collab.history.patch", "difflib"),
+    "html",  # pages escape names themselves
 )
 
 _DUMP = """\

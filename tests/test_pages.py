@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 
 from hypothesis import example, given
@@ -165,3 +166,9 @@ def test_respond_never_raises_and_never_leaves_static(tail: str) -> None:
         assert (pages.STATIC_DIR / tail).resolve().parent == pages.STATIC_DIR
     any_path = pages.respond("/" + tail, {})
     assert any_path is None or any_path.status in (200, 308, 400, 404)
+
+
+@given(st.text())
+@example("<script>alert('x') & \"y\"</script>")
+def test_escape_is_what_html_escape_does(text: str) -> None:
+    assert pages.escape(text) == html.escape(text, quote=True)

@@ -37,7 +37,7 @@ from pycrdt import Doc
 
 from collab.config import Config
 from collab.errors import CollabError, DocumentExists, InvalidRequest
-from collab.history import formats
+from collab.history import FORMATS, formats
 from collab.history import versions as history
 from collab.history.roots import roots_json
 from collab.names import NAME_RULE, valid_name
@@ -53,7 +53,6 @@ __all__ = [
     "import_archive",
 ]
 
-FORMATS: Final = ("txt", "md", "json")
 ARCHIVE_FORMAT: Final = "collab.archive"
 ARCHIVE_VERSION: Final = 1
 

@@ -24,18 +24,19 @@ The module knows the :class:`~collab.store.Store` protocol, never a live room.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from collab.config import Config
 from collab.errors import InvalidRequest, NotFound, UnknownDocument
-from collab.history import versions as history
-from collab.history.export import export
 from collab.http.messages import HttpRequest, HttpResponse, json_response
 from collab.http.router import Route, prefix
 from collab.names import parse_path
 from collab.policy.tokens import Grant
 from collab.store import Store
+
+if TYPE_CHECKING:  # imported by the handlers, on the first request (collab.history)
+    from collab.history import versions as history
 
 __all__ = ["attachment", "delete_route", "document_of", "respond", "route"]
 
@@ -45,10 +46,12 @@ _Route = Callable[[Store, Config, str, dict[str, str]], Awaitable[HttpResponse]]
 
 
 def _at(query: dict[str, str], key: str) -> history.At | None:
+    from collab.history.versions import parse_at
+
     value = query.get(key)
     if value is None or value == "":
         return None
-    return history.parse_at(value)
+    return parse_at(value)
 
 
 def _version(version: history.Version | None) -> dict[str, Any] | None:
@@ -56,6 +59,8 @@ def _version(version: history.Version | None) -> dict[str, Any] | None:
 
 
 async def _versions(store: Store, config: Config, doc: str, query: dict[str, str]) -> HttpResponse:
+    from collab.history import versions as history
+
     found = await history.versions(store, config, doc)
     return json_response(
         {
@@ -67,11 +72,15 @@ async def _versions(store: Store, config: Config, doc: str, query: dict[str, str
 
 
 async def _text(store: Store, config: Config, doc: str, query: dict[str, str]) -> HttpResponse:
+    from collab.history import versions as history
+
     text, version = await history.text_at(store, config, doc, _at(query, "at"))
     return json_response({"doc": doc, "version": _version(version), "text": text})
 
 
 async def _diff(store: Store, config: Config, doc: str, query: dict[str, str]) -> HttpResponse:
+    from collab.history import versions as history
+
     if not query.get("from"):
         raise InvalidRequest("'from' is required (a version id or an ISO-8601 time)")
     text, (old, new) = await history.diff(store, config, doc, _at(query, "from"), _at(query, "to"))
@@ -86,6 +95,8 @@ async def _diff(store: Store, config: Config, doc: str, query: dict[str, str]) -
 
 
 async def _export(store: Store, config: Config, doc: str, query: dict[str, str]) -> HttpResponse:
+    from collab.history.export import export
+
     all_history = query.get("all_history", "").lower() in ("1", "true", "yes")
     result = await export(
         store, config, doc, query.get("format", "txt"), _at(query, "at"), all_history=all_history
@@ -109,6 +120,8 @@ def attachment(filename: str) -> str:
 async def _attribution(
     store: Store, config: Config, doc: str, query: dict[str, str]
 ) -> HttpResponse:
+    from collab.history import versions as history
+
     spans, version = await history.attribution(store, config, doc, _at(query, "at"))
     return json_response(
         {"doc": doc, "version": _version(version), "spans": [s.to_json() for s in spans]}

@@ -47,8 +47,6 @@ from collab.config import Config
 from collab.core import edits
 from collab.core.rooms import Rooms
 from collab.errors import InvalidPayload, InvalidRequest
-from collab.history import formats, patch
-from collab.history import versions as history
 from collab.http.messages import HttpRequest, HttpResponse, json_response
 from collab.http.router import Route
 from collab.names import parse_path
@@ -108,6 +106,8 @@ def _int(value: Any, what: str) -> int:
 
 
 def _text_root(doc: Doc[Any], config: Config) -> str:
+    from collab.history import formats  # like the others here, on the first request
+
     reading = formats.read(doc, config)
     if reading.root is None:
         if reading.format == "json":
@@ -158,6 +158,8 @@ class _Api:
         if room is not None:
             live = room.doc
         else:
+            from collab.history import versions as history
+
             await history.check_document(self.store, doc)
             live = await history.doc_at(self.store, doc, None)
         try:
@@ -167,6 +169,8 @@ class _Api:
         return HttpResponse(200, update, "application/octet-stream")
 
     async def post_text(self, request: HttpRequest) -> HttpResponse:
+        from collab.history import patch
+
         doc = document_of(request.path, self.config)
         body = _json_body(request)
         author = _author(request, body)
@@ -208,6 +212,8 @@ class _Api:
 
     async def _base(self, doc: str, value: Any) -> Doc[Any] | None:
         """The document as of log seq ``value`` (``None``: no base given)."""
+        from collab.history import versions as history
+
         if value is None:
             return None
         seq = _int(value, "base")
@@ -217,6 +223,9 @@ class _Api:
         return await history.doc_at(self.store, doc, seq)
 
     async def post_restore(self, request: HttpRequest) -> HttpResponse:
+        from collab.history import patch
+        from collab.history import versions as history
+
         doc = document_of(request.path, self.config)
         body = _json_body(request)
         author = _author(request, body)

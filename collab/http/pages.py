@@ -24,7 +24,6 @@ static folder, so no path can leave it.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from functools import cache
 from pathlib import Path
@@ -95,6 +94,19 @@ def respond(path: str, query: dict[str, str]) -> HttpResponse | None:
     return _page(_DOC_PAGES[prefix], doc)
 
 
+#: What :func:`html.escape` replaces, with what it puts there.
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
+def escape(text: str) -> str:
+    """``text`` safe inside an HTML element or a quoted attribute: ``html.escape(text)``.
+
+    Written out because the ``html`` package brings its table of 2,231 named
+    entities (~0.3 MiB of a server's memory) for five replacements.
+    """
+    return text.translate(_ESCAPES)
+
+
 def doc_path(name: str) -> str:
     """``name`` as a URL path (no leading ``/``): each segment percent-encoded, ``/`` kept.
 
@@ -117,8 +129,8 @@ def _redirect(location: str) -> HttpResponse:
 def _page(kind: str, doc: str | None) -> HttpResponse:
     template = _read_text(_PAGES[kind])
     values = {
-        "doc": html.escape(doc or "", quote=True),
-        "doc_url": html.escape(doc_path(doc or ""), quote=True),
+        "doc": escape(doc or ""),
+        "doc_url": escape(doc_path(doc or "")),
         "app_version": _version("app.js"),
         "css_version": _version("style.css"),
         "icon_version": _version("icon.svg"),
@@ -130,12 +142,12 @@ def _page(kind: str, doc: str | None) -> HttpResponse:
 def _error_page(status: int, title: str, detail: str) -> HttpResponse:
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)} · collab</title>"
+        f"<title>{escape(title)} · collab</title>"
         f'<link rel="stylesheet" href="/static/style.css?v={_version("style.css")}">'
         f'<link rel="icon" href="/static/icon.svg?v={_version("icon.svg")}"></head>'
         '<body><header class="bar"><a class="brand" href="/">collab</a></header>'
-        f'<main class="page narrow"><div class="card"><h2>{html.escape(title)}</h2>'
-        f'<p class="hint">{html.escape(detail)}</p><p><a href="/">All documents</a></p>'
+        f'<main class="page narrow"><div class="card"><h2>{escape(title)}</h2>'
+        f'<p class="hint">{escape(detail)}</p><p><a href="/">All documents</a></p>'
         "</div></main></body></html>"
     )
     return HttpResponse(
