@@ -72,6 +72,10 @@ class Config:
     #: TLS on the native listener (``collab serve``): https:// and wss:// on the same port.
     certfile: str = setting("", "PEM certificate (and chain) to serve https:// and wss:// with")
     keyfile: str = setting("", "PEM private key of certfile (empty: certfile holds it)")
+    #: uvloop costs less CPU per frame, asyncio (the stdlib's) less memory (docs/performance.md).
+    loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto", "event loop of collab serve: auto is uvloop where it is installed, else asyncio"
+    )
 
     #: A single frame larger than this is admitted into an empty buffer, so a big first
     #: sync gets through.

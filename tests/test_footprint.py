@@ -24,6 +24,7 @@ from pycrdt import Text
 
 from collab.client import connect
 from collab.policy.tokens import mint
+from collab.server import loop_factory
 from tests.serverproc import ROOT, ServerProcess, free_port
 
 #: Modules a SQLite server without tokens, scrapes or webhooks has no use for.
@@ -149,3 +150,19 @@ def test_the_mmap_threshold_stays_put_after_a_large_block_is_freed() -> None:
     fixed, mmapped = _mmapped_after_a_large_free("leave")
     assert not fixed
     assert mmapped == 0
+
+
+async def test_the_asyncio_loop_leaves_uvloop_out(tmp_path: Path) -> None:
+    """``--loop asyncio`` trades uvloop's CPU savings for its memory; auto takes uvloop."""
+    assert "uvloop" in await modules_of_a_server(tmp_path, tmp_path / "auto.db")
+    assert "serving on" in (log := (tmp_path / "server.log").read_text()) and "loop uvloop" in log
+    loaded = await modules_of_a_server(tmp_path, tmp_path / "asyncio.db", "--loop", "asyncio")
+    assert "uvloop" not in loaded
+    assert "loop asyncio" in (tmp_path / "server.log").read_text()
+
+
+def test_asking_for_uvloop_without_it_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what `import uvloop` meets uninstalled
+    assert loop_factory("auto") is None
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        loop_factory("uvloop")

@@ -684,12 +684,13 @@ def verdicts(
                 f"redis: {redis_result.two.missing} missing, {redis_result.two.duplicates} "
                 "duplicate deliveries: NO"
             )
-    if "collab" in memory and "pycrdt" in memory:
-        held, peer_held = memory["collab"].rss_after / MiB, memory["pycrdt"].rss_after / MiB
-        out.append(
-            f"memory: collab RSS {held:.1f} MiB <= pycrdt-websocket's {peer_held:.1f} MiB: "
-            f"{_yes(held <= peer_held)}"
-        )
+    for kind in ("collab", "collab-asyncio"):
+        if kind in memory and "pycrdt" in memory:
+            held, peer_held = memory[kind].rss_after / MiB, memory["pycrdt"].rss_after / MiB
+            out.append(
+                f"memory: {LABELS[kind]} RSS {held:.1f} MiB <= pycrdt-websocket's "
+                f"{peer_held:.1f} MiB: {_yes(held <= peer_held)}"
+            )
     for name, phase in phases.items():
         collab = phase.get("collab")
         if collab is None:

@@ -34,8 +34,11 @@ YJS_SERVER = YJS_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "ser
 #: ``collab-base`` is ``collab serve`` from another checkout (``--baseline-repo``),
 #: to compare a change with what it replaces in one sitting.
 SERVERS = ("pycrdt", "yjs", "collab")
-#: ``collab-memory`` is ``collab serve --db memory://``: collab without its store's cost.
-ALL_SERVERS = ("pycrdt", "yjs", "collab", "collab-memory", "collab-asgi", "collab-base")
+#: ``collab-memory`` is ``collab serve --db memory://``: collab without its store's cost;
+#: ``collab-asyncio`` is ``collab serve --loop asyncio``: durable, on the stdlib's loop.
+ALL_SERVERS = (
+    *("pycrdt", "yjs", "collab", "collab-memory", "collab-asyncio", "collab-asgi", "collab-base"),
+)
 LABELS = {
     "pycrdt": "pycrdt-websocket",
     "yjs": "@y/websocket-server",
@@ -43,6 +46,7 @@ LABELS = {
     "collab-asgi": "collab ASGI",
     "collab-base": "collab baseline",
     "collab-memory": "collab memory://",
+    "collab-asyncio": "collab asyncio",
 }
 #: The checkout ``collab-base`` runs from (set by fanout.py's --baseline-repo).
 BASELINE_REPO: Path | None = None
@@ -75,6 +79,11 @@ def server_command(
         return [
             *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
             *("--port", str(port), "--db", "memory://"),
+        ]
+    if kind == "collab-asyncio":
+        return [
+            *(sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--db", db_url, "--loop", "asyncio"),
         ]
     if kind == "collab-base":
         return [
