@@ -106,7 +106,7 @@ def _int(value: Any, what: str) -> int:
 
 
 def _text_root(doc: Doc[Any], config: Config) -> str:
-    from collab.history import formats  # like the others here, on the first request
+    from collab.history import formats  # history loads on the first request that needs it
 
     reading = formats.read(doc, config)
     if reading.root is None:
