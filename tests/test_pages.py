@@ -172,3 +172,32 @@ def test_respond_never_raises_and_never_leaves_static(tail: str) -> None:
 @example("<script>alert('x') & \"y\"</script>")
 def test_escape_is_what_html_escape_does(text: str) -> None:
     assert pages.escape(text) == html.escape(text, quote=True)
+
+
+def test_under_a_mount_point_every_link_keeps_the_prefix() -> None:
+    """An ASGI app mounted at /collab: the pages' files, links, redirects and the base the
+    bundle reads (data-collab-base) are all below /collab; nothing points at the root."""
+    for path in ("/", "/d/team-a/notes", "/history/team-a/notes"):
+        response = pages.respond(path, {}, "/collab")
+        assert response is not None and response.status == 200
+        body = response.body.decode()
+        assert 'data-collab-base="/collab"' in body
+        assert re.findall(r'(?:href|src)="(/[^"]*)"', body)  # there are links, and ...
+        assert all(
+            link.startswith("/collab/") for link in re.findall(r'(?:href|src)="(/[^"]*)"', body)
+        ), body
+    editor = pages.respond("/d/team-a/notes", {}, "/collab")
+    assert editor is not None and 'href="/collab/history/team-a/notes"' in editor.body.decode()
+    moved = pages.respond("/d/notes/", {}, "/collab")
+    assert moved is not None and moved.headers["Location"] == "/collab/d/notes"
+    refused = pages.respond("/d/a//b", {}, "/collab")
+    assert refused is not None and refused.status == 400
+    assert 'href="/collab/"' in refused.body.decode()
+    assert 'href="/"' not in refused.body.decode()
+
+
+def test_at_the_root_the_base_is_empty() -> None:
+    response = pages.respond("/d/notes", {})
+    assert response is not None
+    assert 'data-collab-base=""' in response.body.decode()
+    assert 'src="/static/app.js?v=' in response.body.decode()

@@ -2,6 +2,7 @@
 // each function returns plain values for the pages and throws ApiError with the
 // server's own message when a request fails.
 
+import { basePath } from './base.js'
 import { authHeaders, withToken } from './token.js'
 
 export class ApiError extends Error {
@@ -25,7 +26,7 @@ export function docPath (name) {
 async function request (path, init = {}) {
   // The page's token (?token=) rides in a header, so it stays out of server logs.
   const headers = { Accept: 'application/json', ...authHeaders(), ...init.headers }
-  const response = await fetch(path, { cache: 'no-store', ...init, headers })
+  const response = await fetch(basePath() + path, { cache: 'no-store', ...init, headers })
   const type = response.headers.get('content-type') || ''
   const body = type.includes('json') ? await response.json() : await response.text()
   if (!response.ok) {
@@ -83,7 +84,7 @@ export async function restoreVersion (doc, version, author = null) {
 /** The URL that downloads `doc` (at version `at`, if given) as txt, md or json. */
 export function exportUrl (doc, format, at = null) {
   // A download link cannot carry a header: the token goes in its query.
-  return withToken(`/api/docs/${docPath(doc)}/export?format=${enc(format)}${at === null ? '' : `&at=${enc(at)}`}`)
+  return withToken(`${basePath()}/api/docs/${docPath(doc)}/export?format=${enc(format)}${at === null ? '' : `&at=${enc(at)}`}`)
 }
 
 function personName (p) {

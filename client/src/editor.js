@@ -15,10 +15,12 @@ import { TextareaBinding } from './binding.js'
 import { roomEvents, typingIndicator, typingLine } from './events.js'
 import { chooseColor, loadName, others, saveName, setUser } from './presence.js'
 import { pageToken, tokenClaims } from './token.js'
+import { basePath } from './base.js'
 
-/** `ws(s)://host:port` of the page itself, so any proxy that forwards the page forwards us. */
-export function defaultServerUrl (loc = window.location) {
-  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}`
+/** `ws(s)://host:port[/prefix]` of the page itself, so any proxy that forwards the page
+ * forwards us; the prefix is collab's mount point on that host (base.js). */
+export function defaultServerUrl (loc = window.location, base = basePath()) {
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}${base}`
 }
 
 /**

@@ -1,6 +1,7 @@
 // The start page: the documents on this server and a form to create a new one.
 // A document exists once someone edits it, so "create" just opens the editor.
 
+import { basePath } from './base.js'
 import { docPath, formatWhen, listDocuments } from './api.js'
 import { withToken } from './token.js'
 
@@ -29,7 +30,7 @@ export async function mountHome (root) {
       input.focus()
       return
     }
-    window.location.assign(withToken(`/d/${docPath(name)}`))
+    window.location.assign(withToken(`${basePath()}/d/${docPath(name)}`))
   })
 
   try {
@@ -41,7 +42,7 @@ export async function mountHome (root) {
     listEl.replaceChildren(...docs.map((d) => {
       const li = document.createElement('li')
       const a = document.createElement('a')
-      a.href = withToken(`/d/${docPath(d.name)}`)
+      a.href = withToken(`${basePath()}/d/${docPath(d.name)}`)
       a.className = 'doc-name'
       a.textContent = d.name
       const meta = document.createElement('span')
@@ -49,7 +50,7 @@ export async function mountHome (root) {
       meta.textContent = [d.updated ? formatWhen(d.updated) : null, d.size !== null ? `${d.size} chars` : null]
         .filter(Boolean).join(' · ')
       const history = document.createElement('a')
-      history.href = withToken(`/history/${docPath(d.name)}`)
+      history.href = withToken(`${basePath()}/history/${docPath(d.name)}`)
       history.className = 'secondary'
       history.textContent = 'History'
       li.append(a, meta, history)

@@ -7,14 +7,17 @@
 import { mountEditor } from './editor.js'
 import { mountHistory } from './history.js'
 import { mountHome } from './home.js'
+import { basePath } from './base.js'
 import { withToken } from './token.js'
 
 export { mountEditor, defaultServerUrl } from './editor.js'
 export { TextareaBinding, diff } from './binding.js'
 export { roomEvents, typingLine } from './events.js'
 
-/** The document name from a `/d/<doc>` or `/history/<doc>` URL; the name may hold '/'. */
-export function docNameFromPath (pathname = window.location.pathname) {
+/** The document name from a `[base]/d/<doc>` or `[base]/history/<doc>` URL; the name may
+ * hold '/'. */
+export function docNameFromPath (pathname = window.location.pathname, base = basePath()) {
+  if (base && pathname.startsWith(base + '/')) pathname = pathname.slice(base.length)
   const match = /^\/(?:d|history)\/(.+)$/.exec(pathname)
   return match ? match[1].split('/').map(decodeURIComponent).join('/') : null
 }

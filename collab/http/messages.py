@@ -23,7 +23,8 @@ __all__ = ["HttpRequest", "HttpResponse", "json_error", "json_response"]
 class HttpRequest:
     """A whole HTTP request, its body read (bounded by ``max_message_size``).
 
-    ``path`` is the raw path, still percent-encoded, below the mount point;
+    ``path`` is the raw path, still percent-encoded, below the mount point
+    ``root_path`` (an ASGI app's, percent-encoded, no trailing ``/``; empty at the root);
     ``headers`` has lower-case names (a repeated header keeps its last value).
     ``grant`` is what the caller's token allows, set by the router on routes that
     need one (``None`` elsewhere).
@@ -36,6 +37,7 @@ class HttpRequest:
     body: bytes = b""
     client: str = ""
     grant: Grant | None = None
+    root_path: str = ""
 
     @property
     def query(self) -> dict[str, str]:

@@ -67,15 +67,18 @@ _HTML_HEADERS = {
 }
 
 
-def respond(path: str, query: dict[str, str]) -> HttpResponse | None:
+def respond(path: str, query: dict[str, str], base: str = "") -> HttpResponse | None:
     """The response for ``path`` if it is a page or static file, else ``None``.
 
-    ``path`` is the URL path without the query string (percent-encoding allowed);
+    ``path`` is the URL path without the query string (percent-encoding allowed),
+    below ``base``: the mount point of an ASGI app (``/collab``; ``HttpRequest.root_path``),
+    empty at the server's root. Pages link their files, each other and the API, and
+    open their WebSocket, below ``base`` (``<body data-collab-base>`` tells the bundle).
     ``query`` holds its decoded parameters (only ``v`` is read, on static files).
     Never raises for any input string.
     """
     if path in ("/", "/index.html"):
-        return _page("home", None)
+        return _page("home", None, base)
     if path.startswith("/static/"):
         return _static(path[len("/static/") :], query.get("v"))
     prefix = next((p for p in _DOC_PAGES if path.startswith(p) and len(path) > len(p)), None)
@@ -88,10 +91,10 @@ def respond(path: str, query: dict[str, str]) -> HttpResponse | None:
         # checks again, with the configured bound, when the editor's WebSocket connects.
         doc = parse_path(raw[:-1] if trailing else raw, _DEFAULTS)
     except InvalidName:
-        return _error_page(400, "Not a document name", _name_rule())
-    if trailing:  # the raw path was checked, so it is safe in a header
-        return _redirect(prefix + raw[1:-1])
-    return _page(_DOC_PAGES[prefix], doc)
+        return _error_page(400, "Not a document name", _name_rule(), base)
+    if trailing:  # the raw path was checked (and the base is the server's), so it is safe
+        return _redirect(base + prefix + raw[1:-1])
+    return _page(_DOC_PAGES[prefix], doc, base)
 
 
 #: What :func:`html.escape` replaces, with what it puts there.
@@ -126,9 +129,10 @@ def _redirect(location: str) -> HttpResponse:
     return HttpResponse(308, f"see {location}\n".encode(), headers=headers)
 
 
-def _page(kind: str, doc: str | None) -> HttpResponse:
+def _page(kind: str, doc: str | None, base: str) -> HttpResponse:
     template = _read_text(_PAGES[kind])
     values = {
+        "base": escape(base),
         "doc": escape(doc or ""),
         "doc_url": escape(doc_path(doc or "")),
         "app_version": _version("app.js"),
@@ -139,15 +143,16 @@ def _page(kind: str, doc: str | None) -> HttpResponse:
     return HttpResponse(200, body.encode("utf-8"), "text/html; charset=utf-8", dict(_HTML_HEADERS))
 
 
-def _error_page(status: int, title: str, detail: str) -> HttpResponse:
+def _error_page(status: int, title: str, detail: str, base: str) -> HttpResponse:
+    base = escape(base)
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)} · collab</title>"
-        f'<link rel="stylesheet" href="/static/style.css?v={_version("style.css")}">'
-        f'<link rel="icon" href="/static/icon.svg?v={_version("icon.svg")}"></head>'
-        '<body><header class="bar"><a class="brand" href="/">collab</a></header>'
+        f'<link rel="stylesheet" href="{base}/static/style.css?v={_version("style.css")}">'
+        f'<link rel="icon" href="{base}/static/icon.svg?v={_version("icon.svg")}"></head>'
+        f'<body><header class="bar"><a class="brand" href="{base}/">collab</a></header>'
         f'<main class="page narrow"><div class="card"><h2>{escape(title)}</h2>'
-        f'<p class="hint">{escape(detail)}</p><p><a href="/">All documents</a></p>'
+        f'<p class="hint">{escape(detail)}</p><p><a href="{base}/">All documents</a></p>'
         "</div></main></body></html>"
     )
     return HttpResponse(
@@ -190,7 +195,7 @@ def route() -> Route:
     """The pages' route, for the router: ``/``, ``/d/...``, ``/history/...``, ``/static/...``."""
 
     async def handler(request: HttpRequest) -> HttpResponse:
-        answer = respond(request.path, request.query)
+        answer = respond(request.path, request.query, request.root_path)
         if answer is None:
             raise NotFound(f"no page {request.path}")
         return answer

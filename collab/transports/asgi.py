@@ -167,6 +167,7 @@ class CollabApp:
             headers=_headers(scope),
             body=body,
             client=":".join(str(part) for part in scope.get("client") or ()),
+            root_path=_mount(scope),
         )
         response = await runtime.router.handle(request)
         if response.stream is None:
@@ -345,10 +346,15 @@ def _path_below_mount(scope: Scope) -> str:
     """The raw path (still percent-encoded) below ``root_path``."""
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else quote(scope["path"])
-    root = quote(scope.get("root_path", "").rstrip("/"))
+    root = _mount(scope)
     if root and (path == root or path.startswith(root + "/")):
         path = path[len(root) :] or "/"
     return path.partition("?")[0]
+
+
+def _mount(scope: Scope) -> str:
+    """Where the app is mounted (``root_path``), percent-encoded, without a trailing ``/``."""
+    return quote(scope.get("root_path", "").rstrip("/"))
 
 
 def _headers(scope: Scope) -> dict[str, str]:
