@@ -467,6 +467,11 @@ def median_round(
     return ordered[(len(ordered) - 1) // 2]
 
 
+def median_memory(runs: list[BigDocResult]) -> BigDocResult:
+    """The memory round whose RSS holding the document is the median (the lower middle one)."""
+    return sorted(runs, key=lambda r: r.rss_after)[(len(runs) - 1) // 2]
+
+
 def round_ratios(
     name: str, runs: dict[str, list[PhaseResult]], key: Callable[[PhaseResult], float | None]
 ) -> list[str]:
@@ -771,9 +776,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=1,
-        help="run the load phases (A, B, PA, PB) this many times, every server in turn each "
-        "round; the tables show each server's median round by CPU per delivery, and every "
-        "round's ratios are printed after the verdicts",
+        help="run the load phases (A, B, PA, PB) and mem this many times, every server in "
+        "turn each round; the tables show each server's median round (by CPU per delivery; "
+        "by RSS holding the document), and every round's figures are printed after the verdicts",
     )
     parser.add_argument(
         "--auth",
@@ -835,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, PhaseResult]] = {}
     idle: dict[str, IdleResult] = {}
     memory: dict[str, BigDocResult] = {}
+    memory_rounds: dict[str, list[BigDocResult]] = {}  # by server
     saturation: dict[str, dict[str, list[Step]]] = {}  # by phase, then by server
     redis_result: RedisResult | None = None
     rounds: dict[str, dict[str, list[PhaseResult]]] = {}  # by phase, then by server
@@ -864,11 +870,15 @@ def main(argv: list[str] | None = None) -> int:
                 idle[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, idle_body)
 
         if "mem" in wanted:
-            for kind in kinds:
-                print(f"memory phase on {LABELS[kind]} ...", file=sys.stderr, flush=True)
-                workdir = Path(tmp) / f"{kind}-mem"
-                mem_body = partial(memory_phase, plan=plan, seed=args.seed)
-                memory[kind] = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
+            for n in range(args.rounds):
+                for kind in kinds:
+                    of = f" (round {n + 1} of {args.rounds})" if args.rounds > 1 else ""
+                    print(f"memory phase on {LABELS[kind]}{of} ...", file=sys.stderr, flush=True)
+                    workdir = Path(tmp) / f"{kind}-mem-{n}"
+                    mem_body = partial(memory_phase, plan=plan, seed=args.seed)
+                    held = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
+                    memory_rounds.setdefault(kind, []).append(held)
+            memory = {k: median_memory(rs) for k, rs in memory_rounds.items()}
 
         for sat in saturations(plan):
             if sat.name not in wanted:
@@ -928,6 +938,9 @@ def main(argv: list[str] | None = None) -> int:
             key = cpu_per_presence_us if phase.presence_rate else cpu_per_delivery_us
             for line in round_ratios(phase.name, rounds[phase.name], key):
                 print(line)
+        for kind, mem_runs in memory_rounds.items():
+            each = ", ".join(f"{r.rss_after / MiB:.1f}" for r in mem_runs)
+            print(f"memory: {LABELS[kind]} RSS holding the document per round (MiB): {each}")
     if args.json:
         data = {
             "plan": plan.__dict__,
