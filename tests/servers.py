@@ -107,9 +107,9 @@ def uvicorn_config(app: CollabApp, port: int = 0) -> uvicorn.Config:
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(config: Config, store: Store | None = None) -> AsyncIterator[AsgiServer]:
-    app = create_app(config, store)
-    server = uvicorn.Server(uvicorn_config(app))
+async def running(config: uvicorn.Config) -> AsyncIterator[uvicorn.Server]:
+    """uvicorn serving ``config`` in this event loop, started, for the ``async with`` block."""
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
@@ -118,10 +118,17 @@ async def serve_asgi(config: Config, store: Store | None = None) -> AsyncIterato
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
     try:
-        yield AsgiServer(app, server)
+        yield server
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(config: Config, store: Store | None = None) -> AsyncIterator[AsgiServer]:
+    app = create_app(config, store)
+    async with running(uvicorn_config(app)) as server:
+        yield AsgiServer(app, server)
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from pycrdt import Text
 from collab.asgi import create_app
 from collab.client import connect
 from collab.config import Config
+from tests.servers import running
 
 from .conftest import Console
 
@@ -41,19 +42,8 @@ async def host_app_with_collab_at(prefix: str, db_url: str) -> AsyncIterator[int
 
     app.mount(prefix, collab_app)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, ws="websockets-sansio", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-    try:
+    async with running(config) as server:
         yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_the_pages_work_below_a_mount_prefix(
