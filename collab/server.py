@@ -165,7 +165,7 @@ def fix_mmap_threshold() -> bool:
         return False
     try:
         libc_version = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (ValueError, OSError):  # not a name this platform knows
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name
         libc_version = ""
     if not libc_version.startswith("glibc"):
         return False
