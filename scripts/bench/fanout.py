@@ -74,6 +74,8 @@ from load import (
 from collab.policy.tokens import mint
 
 T = TypeVar("T")
+#: A round of any phase: a load phase's PhaseResult, the mem phase's BigDocResult.
+_Run = TypeVar("_Run", PhaseResult, BigDocResult)
 MiB = 1024 * 1024
 #: Store URL for collab (``--collab-db``); None means a fresh SQLite file per server.
 COLLAB_DB: str | None = None
@@ -453,23 +455,16 @@ def cpu_per_delivery_us(r: PhaseResult) -> float | None:
     return 1e6 * r.server_cpu_seconds / delivered
 
 
-def median_round(
-    runs: list[PhaseResult], key: Callable[[PhaseResult], float | None]
-) -> PhaseResult:
+def median_round(runs: list[_Run], key: Callable[[_Run], float | None]) -> _Run:
     """The run whose ``key`` is the median (the lower middle one of an even count); runs
     without a figure sort last."""
 
-    def order(r: PhaseResult) -> tuple[bool, float]:
+    def order(r: _Run) -> tuple[bool, float]:
         value = key(r)
         return (value is None, value or 0.0)
 
     ordered = sorted(runs, key=order)
     return ordered[(len(ordered) - 1) // 2]
-
-
-def median_memory(runs: list[BigDocResult]) -> BigDocResult:
-    """The memory round whose RSS holding the document is the median (the lower middle one)."""
-    return sorted(runs, key=lambda r: r.rss_after)[(len(runs) - 1) // 2]
 
 
 def round_ratios(
@@ -878,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
                     mem_body = partial(memory_phase, plan=plan, seed=args.seed)
                     held = on_fresh_server(kind, workdir, args.pycrdt_store, mem_body)
                     memory_rounds.setdefault(kind, []).append(held)
-            memory = {k: median_memory(rs) for k, rs in memory_rounds.items()}
+            memory = {k: median_round(rs, lambda r: r.rss_after) for k, rs in memory_rounds.items()}
 
         for sat in saturations(plan):
             if sat.name not in wanted:
